@@ -1,0 +1,379 @@
+"""The ``syncd`` command line: argparse subcommands and the exit codes of CONTRACT.md.
+
+The only module that prints. Heavy modules (imapclient, yaml, sqlite3, keyring) are
+imported inside the commands that need them, so ``syncd --version`` and a mail reader's
+``syncd sendmail`` start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from syncd import __version__
+
+if TYPE_CHECKING:
+    from syncd.config import AccountConfig, Config
+    from syncd.engine import SyncReport
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TEMPFAIL = 75
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        print(f"syncd: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "-c",
+        "--config",
+        type=Path,
+        help="config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)",
+    )
+    common.add_argument("-v", "--verbose", action="count", default=0, help="more detail")
+    common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+
+    p = _Parser(
+        prog="syncd",
+        description="Keep local Maildir folders in two-way sync with IMAP and POP3 servers.",
+    )
+    p.add_argument("-V", "--version", action="version", version=f"syncd {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    s = sub.add_parser("sync", parents=[common], help="sync every (or one) account once, then exit")
+    s.add_argument("-a", "--account", help="only this account")
+    s.add_argument("-f", "--folder", help="only this folder (needs --account if several)")
+    s.add_argument(
+        "-n", "--dry-run", action="store_true", help="show what would change; change nothing"
+    )
+    s.add_argument("--force", action="store_true", help="lift the mass-deletion guard for this run")
+
+    st = sub.add_parser("status", parents=[common], help="what was synced when, and errors")
+    st.add_argument("--json", action="store_true", help="machine-readable output")
+
+    sub.add_parser("check", parents=[common], help="validate the config and try every login")
+
+    pw = sub.add_parser("password", parents=[common], help="manage secrets in the system keyring")
+    pw_sub = pw.add_subparsers(dest="password_command", metavar="ACTION", parser_class=_Parser)
+    pw_sub.required = True
+    pws = pw_sub.add_parser("set", parents=[common], help="store a password in the keyring")
+    pws.add_argument("account")
+    pws.add_argument("role", nargs="?", choices=["imap", "pop3", "smtp"], default=None)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from syncd.log import setup_logging
+
+    setup_logging(-1 if args.quiet else args.verbose)
+    handler = {
+        "sync": cmd_sync,
+        "status": cmd_status,
+        "check": cmd_check,
+        "password": cmd_password,
+    }[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        print("syncd: interrupted", file=sys.stderr)
+        return 130
+
+
+def _load(args: argparse.Namespace) -> Config:
+    from syncd.config import load_config
+
+    return load_config(args.config)
+
+
+def _config_or_exit(args: argparse.Namespace) -> Config | int:
+    from syncd.errors import ConfigError
+
+    try:
+        return _load(args)
+    except ConfigError as exc:
+        print(f"syncd: config error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _select_accounts(cfg: Config, name: str | None) -> list[AccountConfig]:
+    if name is None:
+        return list(cfg.accounts)
+    return [cfg.account(name)]
+
+
+# -- sync ----------------------------------------------------------------------------
+
+
+class _ProgressBar:
+    """A one-line progress display on a terminal; silent elsewhere."""
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+        self.enabled = sys.stderr.isatty()
+        self._last = 0.0
+        self._shown = False
+
+    def __call__(self, folder: str, done: int, total: int) -> None:
+        if not self.enabled or total < 50:
+            return
+        now = time.monotonic()
+        if done < total and now - self._last < 0.1:
+            return
+        self._last = now
+        width = 30
+        filled = int(width * done / total)
+        bar = "#" * filled + "-" * (width - filled)
+        sys.stderr.write(f"\r{self.account}/{folder} [{bar}] {done}/{total}")
+        sys.stderr.flush()
+        self._shown = True
+        if done >= total:
+            self.clear()
+
+    def clear(self) -> None:
+        if self._shown:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+            self._shown = False
+
+
+def cmd_sync(args: argparse.Namespace) -> int:
+    from syncd.errors import ConfigError, SyncdError
+
+    cfg = _config_or_exit(args)
+    if isinstance(cfg, int):
+        return cfg
+    try:
+        accounts = _select_accounts(cfg, args.account)
+    except ConfigError as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.folder and len(accounts) > 1:
+        print("syncd: --folder needs --account when the config has several", file=sys.stderr)
+        return EXIT_USAGE
+    failed = False
+    for acct in accounts:
+        try:
+            report = _sync_one(cfg, acct, args)
+        except SyncdError as exc:
+            print(f"syncd: account {acct.name}: {exc}", file=sys.stderr)
+            failed = True
+            continue
+        if report is None:
+            continue
+        _print_report(report, args)
+        if not report.ok:
+            failed = True
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _sync_one(cfg: Config, acct: AccountConfig, args: argparse.Namespace) -> SyncReport | None:
+    from dataclasses import replace
+
+    from syncd.credentials import get_secret
+    from syncd.engine import sync_account
+    from syncd.errors import SyncdError
+
+    if acct.imap is None:
+        raise SyncdError("POP3 accounts are not supported by this version yet")
+    imap = acct.imap
+    policy = replace(acct.policy, force=bool(args.force))
+    bar = _ProgressBar(acct.name)
+    try:
+        return sync_account(
+            acct,
+            cfg.state_dir,
+            lambda: get_secret(imap),
+            policy=policy,
+            only_folder=args.folder,
+            dry_run=args.dry_run,
+            progress=bar,
+        )
+    finally:
+        bar.clear()
+
+
+def _print_report(report: SyncReport, args: argparse.Namespace) -> None:
+    from syncd.model import Side
+    from syncd.planner import Copy, Delete, SetFlags
+
+    for name, fr in sorted(report.folders.items()):
+        if args.dry_run:
+            plan = fr.planned
+            parts = []
+            if fr.created:
+                parts.append(f"would create {fr.created}")
+            if plan is not None:
+                for label, kind, side in (
+                    ("download", Copy, Side.LOCAL),
+                    ("upload", Copy, Side.REMOTE),
+                    ("flag on server", SetFlags, Side.REMOTE),
+                    ("flag locally", SetFlags, Side.LOCAL),
+                    ("delete on server", Delete, Side.REMOTE),
+                    ("delete locally", Delete, Side.LOCAL),
+                ):
+                    n = plan.count(kind, side)
+                    if n:
+                        parts.append(f"would {label}: {n}")
+                if plan.refused:
+                    parts.append(f"REFUSED: {plan.refused}")
+            if fr.error:
+                parts.append(f"error: {fr.error}")
+            if parts and not args.quiet:
+                print(f"{report.account}/{name}: " + "; ".join(parts))
+            continue
+        if fr.error:
+            print(f"{report.account}/{name}: error: {fr.error}", file=sys.stderr)
+        elif fr.changed and not args.quiet:
+            print(f"{report.account}/{name}: {fr.summary()}")
+        for note in fr.notes:
+            if not args.quiet:
+                print(f"{report.account}/{name}: note: {note}")
+
+
+# -- status --------------------------------------------------------------------------
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return "never"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from syncd.state import State
+
+    cfg = _config_or_exit(args)
+    if isinstance(cfg, int):
+        return cfg
+    out: dict[str, object] = {"accounts": {}}
+    accounts: dict[str, object] = {}
+    for acct in cfg.accounts:
+        db = cfg.state_dir / f"{acct.name}.sqlite3"
+        info: dict[str, object] = {
+            "kind": "imap" if acct.imap else "pop3",
+            "maildir": str(acct.maildir),
+            "last_sync": None,
+            "last_error": None,
+            "folders": {},
+        }
+        if db.exists():
+            with State(db) as st:
+                last = st.get_meta("last_sync")
+                info["last_sync"] = float(last) if last else None
+                info["last_error"] = st.get_meta("last_error")
+                folders: dict[str, object] = {}
+                for name, fs in sorted(st.folders().items()):
+                    folders[name] = {
+                        "messages": st.count_pairs(name),
+                        "remote_messages": fs.messages,
+                        "local_messages": fs.local_count,
+                        "last_sync": fs.last_sync,
+                        "last_error": fs.last_error,
+                    }
+                info["folders"] = folders
+        accounts[acct.name] = info
+    out["accounts"] = accounts
+    if args.json:
+        print(json.dumps(out, indent=2, sort_keys=True))
+        return EXIT_OK
+    for name, raw in accounts.items():
+        assert isinstance(raw, dict)
+        print(f"{name} ({raw['kind']}, {raw['maildir']})")
+        print(f"  last sync: {_when(raw['last_sync'])}")
+        if raw["last_error"]:
+            print(f"  last error: {raw['last_error']}")
+        folders = raw["folders"]
+        assert isinstance(folders, dict)
+        if not folders:
+            print("  no folder synced yet")
+        width = max((len(f) for f in folders), default=0)
+        for fname, f in folders.items():
+            assert isinstance(f, dict)
+            line = (
+                f"  {fname:<{width}}  {f['messages']:>7} messages  synced {_when(f['last_sync'])}"
+            )
+            if f["last_error"]:
+                line += f"  ERROR: {f['last_error']}"
+            print(line)
+    return EXIT_OK
+
+
+# -- check ---------------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from syncd.credentials import get_secret
+    from syncd.drivers.probe import probe
+    from syncd.errors import SyncdError
+
+    cfg = _config_or_exit(args)
+    if isinstance(cfg, int):
+        return cfg
+    print(f"config {cfg.path}: OK, {len(cfg.accounts)} account(s)")
+    bad = False
+    for acct in cfg.accounts:
+        for server in acct.servers:
+            label = f"{acct.name}/{server.role} {server.username}@{server.host}:{server.port}"
+            try:
+                detail = probe(server, lambda s=server: get_secret(s))  # type: ignore[misc]
+            except SyncdError as exc:
+                print(f"{label}: FAILED: {exc}")
+                bad = True
+                continue
+            print(f"{label}: OK{', ' + detail if detail else ''}")
+    return EXIT_FAILED if bad else EXIT_OK
+
+
+# -- password ------------------------------------------------------------------------
+
+
+def cmd_password(args: argparse.Namespace) -> int:
+    import getpass
+
+    from syncd.credentials import set_secret
+    from syncd.errors import ConfigError, CredentialError
+
+    role = args.role
+    cfg = None
+    try:
+        cfg = _load(args)
+    except ConfigError:
+        cfg = None
+    if role is None:
+        if cfg is None:
+            print("syncd: name the role (imap, pop3 or smtp)", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            acct = cfg.account(args.account)
+        except ConfigError as exc:
+            print(f"syncd: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        role = "imap" if acct.imap else "pop3"
+    if sys.stdin.isatty():
+        secret = getpass.getpass(f"Password for {args.account}/{role}: ")
+    else:
+        secret = sys.stdin.readline().rstrip("\r\n")
+    if not secret:
+        print("syncd: empty password; nothing stored", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        set_secret(args.account, role, secret)
+    except CredentialError as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"stored the {role} password of {args.account} in the keyring (service syncd)")
+    return EXIT_OK

@@ -1,0 +1,530 @@
+"""The remote store: an IMAP session through imapclient.
+
+Only this module knows IMAP flag names, modified UTF-7 and the server's hierarchy
+separator; it speaks the core's language (Maildir flag letters, folder names with "/")
+to the engine. Every library exception is translated by :func:`map_errors`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import imaplib
+import logging
+import re
+import socket
+import ssl
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from syncd.drivers import tls
+from syncd.errors import (
+    AuthError,
+    FolderError,
+    StoreError,
+    TLSError,
+    TransientError,
+)
+from syncd.model import Fingerprint, Flag, Uid, fingerprint
+
+if TYPE_CHECKING:
+    from imapclient import IMAPClient
+
+    from syncd.config import ImapConfig
+
+log = logging.getLogger(__name__)
+
+_TO_IMAP: dict[Flag, bytes] = {
+    Flag.D: b"\\Draft",
+    Flag.F: b"\\Flagged",
+    Flag.P: b"$Forwarded",
+    Flag.R: b"\\Answered",
+    Flag.S: b"\\Seen",
+    Flag.T: b"\\Deleted",
+}
+_FROM_IMAP: dict[bytes, Flag] = {v.lower(): k for k, v in _TO_IMAP.items()}
+
+FETCH_BATCH_MESSAGES = 2000
+FETCH_BATCH_BYTES = 32 * 1024 * 1024
+APPEND_BATCH_BYTES = 8 * 1024 * 1024
+
+
+def flags_from_imap(flags: Iterable[bytes | str]) -> Flag:
+    out = Flag.NONE
+    for f in flags:
+        b = f.encode() if isinstance(f, str) else f
+        out |= _FROM_IMAP.get(b.lower(), Flag.NONE)
+    return out
+
+
+def flags_to_imap(flags: Flag) -> list[bytes]:
+    return [v for k, v in _TO_IMAP.items() if k in flags]
+
+
+@contextlib.contextmanager
+def map_errors(what: str, *, folder: str | None = None) -> Iterator[None]:
+    """Translate imaplib/imapclient/socket/ssl errors into syncd's tree."""
+    from imapclient import exceptions as ix
+
+    where = f"{what} (folder {folder})" if folder else what
+    try:
+        yield
+    except ix.LoginError as exc:
+        raise AuthError(f"{where}: login refused: {_text(exc)}") from exc
+    except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
+        raise TransientError(f"{where}: connection closed during TLS: {exc}") from exc
+    except ssl.SSLError as exc:
+        raise TLSError(f"{where}: TLS error: {exc.reason or exc}") from exc
+    except imaplib.IMAP4.abort as exc:
+        raise TransientError(f"{where}: connection lost: {_text(exc)}") from exc
+    except TimeoutError as exc:
+        raise TransientError(f"{where}: timed out") from exc
+    except (ConnectionError, socket.gaierror, EOFError) as exc:
+        raise TransientError(f"{where}: {exc}") from exc
+    except OSError as exc:
+        raise TransientError(f"{where}: {exc}") from exc
+    except imaplib.IMAP4.readonly as exc:
+        raise FolderError(f"{where}: folder is read-only: {_text(exc)}") from exc
+    except (ix.CapabilityError, ix.IllegalStateError, ix.ProtocolError) as exc:
+        raise StoreError(f"{where}: {_text(exc)}") from exc
+    except imaplib.IMAP4.error as exc:
+        if folder is not None:
+            raise FolderError(f"{where}: server said: {_text(exc)}") from exc
+        raise StoreError(f"{where}: server said: {_text(exc)}") from exc
+
+
+def _text(exc: BaseException) -> str:
+    s = str(exc)
+    if s.startswith(("b'", 'b"')):
+        s = s[2:-1]
+    return s
+
+
+@dataclass(frozen=True, slots=True)
+class FolderStatus:
+    uidvalidity: int
+    uidnext: int
+    messages: int
+    highestmodseq: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    uid: Uid
+    raw: bytes
+    flags: Flag
+    internaldate: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """Flags of a selected folder: all of them, or only what changed since a MODSEQ."""
+
+    flags: dict[Uid, Flag]
+    sizes: dict[Uid, int]
+    vanished: set[Uid] | None
+    """UIDs expunged since the MODSEQ (QRESYNC), or None when ``flags`` is complete."""
+    delta: bool
+
+
+_APPENDUID = re.compile(rb"APPENDUID (\d+) ([0-9:,]+)")
+
+
+def _uid_set(text: bytes) -> list[int]:
+    out: list[int] = []
+    for part in text.split(b","):
+        if b":" in part:
+            a, b = (int(x) for x in part.split(b":"))
+            step = 1 if b >= a else -1
+            out.extend(range(a, b + step, step))
+        elif part:
+            out.append(int(part))
+    return out
+
+
+class ImapSession:
+    """One logged-in IMAP connection. Not thread-safe; one per worker."""
+
+    def __init__(self, cfg: ImapConfig, secret: Callable[[], str]) -> None:
+        self.cfg = cfg
+        self._secret = secret
+        self._client: IMAPClient | None = None
+        self.caps: frozenset[str] = frozenset()
+        self.delimiter = "/"
+        self.selected: str | None = None
+        self._server_names: dict[str, str] = {}
+
+    # -- connection ------------------------------------------------------------------
+
+    @property
+    def client(self) -> IMAPClient:
+        if self._client is None:
+            raise StoreError("IMAP session is not connected")
+        return self._client
+
+    def connect(self) -> None:
+        from imapclient import IMAPClient
+
+        from syncd.config import AuthMethod, TlsMode
+
+        cfg = self.cfg
+        where = f"IMAP {cfg.host}:{cfg.port}"
+        ctx = tls.make_context(cfg) if cfg.tls is not TlsMode.NONE else None
+        try:
+            with map_errors(where):
+                client = IMAPClient(
+                    cfg.host,
+                    port=cfg.port,
+                    ssl=cfg.tls is TlsMode.IMPLICIT,
+                    ssl_context=ctx,
+                    timeout=cfg.timeout,
+                )
+        except TLSError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, ssl.SSLError):
+                raise TLSError(tls.describe(cause, cfg)) from cause
+            raise
+        self._client = client
+        try:
+            with map_errors(where):
+                if cfg.tls is TlsMode.STARTTLS:
+                    if b"STARTTLS" not in client.capabilities():
+                        raise TLSError(
+                            f"{where} does not offer STARTTLS; refusing to log in without TLS "
+                            "(use tls: implicit on port 993 if the server has it)"
+                        )
+                    try:
+                        client.starttls(ctx)
+                    except ssl.SSLError as exc:
+                        raise TLSError(tls.describe(exc, cfg)) from exc
+                if cfg.tls is not TlsMode.NONE:
+                    tls.check_pin(client.socket(), cfg)
+                secret = self._secret()
+                if cfg.auth is AuthMethod.XOAUTH2:
+                    client.oauth2_login(cfg.username, secret)
+                elif cfg.auth is AuthMethod.OAUTHBEARER:
+                    client.oauthbearer_login(cfg.username, secret)
+                else:
+                    client.login(cfg.username, secret)
+                self.caps = frozenset(c.decode().upper() for c in client.capabilities())
+                if "QRESYNC" in self.caps:
+                    client.enable("QRESYNC")
+                elif "CONDSTORE" in self.caps:
+                    client.enable("CONDSTORE")
+        except BaseException:
+            self.close()
+            raise
+        log.debug("connected to %s, capabilities: %s", where, " ".join(sorted(self.caps)))
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        self.selected = None
+        if client is None:
+            return
+        try:
+            client.logout()
+        except Exception:
+            with contextlib.suppress(Exception):
+                client.shutdown()
+
+    def __enter__(self) -> ImapSession:
+        self.connect()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def has(self, cap: str) -> bool:
+        return cap in self.caps
+
+    def noop(self) -> None:
+        with map_errors("NOOP"):
+            self.client.noop()
+
+    # -- folders ---------------------------------------------------------------------
+
+    def list_folders(self) -> dict[str, str]:
+        """Selectable folders: our name (components joined by "/") -> the server's name.
+
+        Names whose components contain "/" while the server separates with something
+        else cannot be told apart locally; they are skipped with a warning.
+        """
+        with map_errors("LIST"):
+            rows = self.client.list_folders()
+        out: dict[str, str] = {}
+        for flags, delim, name in rows:
+            if isinstance(name, bytes):
+                name = name.decode("utf-8", "replace")
+            sep = delim.decode() if isinstance(delim, bytes) else (delim or "/")
+            self.delimiter = sep
+            if any(f.lower() in (b"\\noselect", b"\\nonexistent") for f in flags):
+                continue
+            if name.upper() == "INBOX":
+                out["INBOX"] = name
+                continue
+            parts = name.split(sep) if sep else [name]
+            if sep != "/" and any("/" in p for p in parts):
+                log.warning("folder %r has a '/' inside a name component; not synced", name)
+                continue
+            out["/".join(parts)] = name
+        self._server_names = out
+        return out
+
+    def server_name(self, name: str) -> str:
+        got = self._server_names.get(name)
+        if got is not None:
+            return got
+        if name.upper() == "INBOX":
+            return "INBOX"
+        return self.delimiter.join(name.split("/"))
+
+    def status(self, name: str) -> FolderStatus:
+        what = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
+        if self.has("CONDSTORE"):
+            what.append("HIGHESTMODSEQ")
+        with map_errors("STATUS", folder=name):
+            st = self.client.folder_status(self.server_name(name), what)
+        return FolderStatus(
+            int(st[b"UIDVALIDITY"]),
+            int(st[b"UIDNEXT"]),
+            int(st[b"MESSAGES"]),
+            int(st[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in st else None,
+        )
+
+    def create_folder(self, name: str) -> None:
+        with map_errors("CREATE", folder=name):
+            self.client.create_folder(self.server_name(name))
+            with contextlib.suppress(Exception):
+                self.client.subscribe_folder(self.server_name(name))
+
+    def delete_folder(self, name: str) -> None:
+        with map_errors("DELETE", folder=name):
+            if self.selected == name:
+                self.client.unselect_folder() if self.has(
+                    "UNSELECT"
+                ) else self.client.close_folder()
+                self.selected = None
+            self.client.delete_folder(self.server_name(name))
+
+    def select(self, name: str) -> FolderStatus:
+        with map_errors("SELECT", folder=name):
+            r = self.client.select_folder(self.server_name(name))
+        self.selected = name
+        return FolderStatus(
+            int(r[b"UIDVALIDITY"]),
+            int(r.get(b"UIDNEXT", 0)),
+            int(r[b"EXISTS"]),
+            int(r[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in r else None,
+        )
+
+    # -- reading ---------------------------------------------------------------------
+
+    def _uid_fetch(
+        self, uids: str, items: Sequence[str], modifiers: Sequence[str] = ()
+    ) -> dict[int, dict[bytes, Any]]:
+        # imapclient's fetch() cannot take a "1:*" range; this is the same call without
+        # its post-filter, still using its command plumbing and response parser.
+        from imapclient.response_parser import parse_fetch_response
+
+        client = self.client
+        args: list[str] = ["FETCH", uids, "(" + " ".join(items) + ")"]
+        if modifiers:
+            args.append("(" + " ".join(modifiers) + ")")
+        imap = client._imap
+        tag = imap._command("UID", *args)
+        typ, data = imap._command_complete("FETCH", tag)
+        client._checkok("fetch", typ, data)
+        typ, data = imap._untagged_response(typ, data, "FETCH")
+        parsed: dict[int, dict[bytes, Any]] = parse_fetch_response(data, False, True)
+        return parsed
+
+    def listing(self, since_modseq: int | None = None) -> Listing:
+        """Flags (and sizes) of the selected folder, or only what changed since a MODSEQ."""
+        name = self.selected
+        items = ["UID", "FLAGS", "RFC822.SIZE"]
+        with map_errors("FETCH FLAGS", folder=name):
+            imap = self.client._imap
+            imap.untagged_responses.pop("VANISHED", None)
+            if since_modseq is not None and self.has("CONDSTORE"):
+                mods = [f"CHANGEDSINCE {since_modseq}"]
+                qresync = self.has("QRESYNC")
+                if qresync:
+                    mods.append("VANISHED")
+                rows = self._uid_fetch("1:*", items, mods)
+                vanished: set[Uid] | None = None
+                if qresync:
+                    vanished = set()
+                    for line in imap.untagged_responses.pop("VANISHED", []):
+                        text = line.replace(b"(EARLIER)", b"").strip()
+                        vanished.update(Uid(u) for u in _uid_set(text))
+                delta = True
+            else:
+                rows = self._uid_fetch("1:*", items)
+                vanished = None
+                delta = False
+        flags: dict[Uid, Flag] = {}
+        sizes: dict[Uid, int] = {}
+        for uid, data in rows.items():
+            if b"FLAGS" not in data:
+                continue
+            flags[Uid(uid)] = flags_from_imap(data[b"FLAGS"])
+            if b"RFC822.SIZE" in data:
+                sizes[Uid(uid)] = int(data[b"RFC822.SIZE"])
+        return Listing(flags, sizes, vanished, delta)
+
+    def all_uids(self) -> set[Uid]:
+        with map_errors("UID SEARCH", folder=self.selected):
+            return {Uid(u) for u in self.client.search("ALL")}
+
+    def fingerprints(self, uids: Iterable[Uid]) -> dict[Uid, Fingerprint]:
+        out: dict[Uid, Fingerprint] = {}
+        todo = sorted(uids)
+        for i in range(0, len(todo), 1000):
+            chunk = ",".join(str(u) for u in todo[i : i + 1000])
+            with map_errors("FETCH HEADER", folder=self.selected):
+                rows = self._uid_fetch(chunk, ["UID", "BODY.PEEK[HEADER]"])
+            for uid, data in rows.items():
+                raw = data.get(b"BODY[HEADER]")
+                if isinstance(raw, bytes):
+                    out[Uid(uid)] = fingerprint(raw)
+        return out
+
+    def fetch(self, uids: Sequence[Uid], sizes: Mapping[Uid, int]) -> Iterator[list[Fetched]]:
+        """Whole messages in batches capped by count and bytes, never marking them seen."""
+        batch: list[Uid] = []
+        nbytes = 0
+        for uid in sorted(uids):
+            size = sizes.get(uid, 0)
+            if batch and (len(batch) >= FETCH_BATCH_MESSAGES or nbytes + size > FETCH_BATCH_BYTES):
+                yield self._fetch_batch(batch)
+                batch, nbytes = [], 0
+            batch.append(uid)
+            nbytes += size
+        if batch:
+            yield self._fetch_batch(batch)
+
+    def _fetch_batch(self, uids: list[Uid]) -> list[Fetched]:
+        seq = ",".join(str(u) for u in uids)
+        with map_errors("FETCH", folder=self.selected):
+            rows = self._uid_fetch(seq, ["UID", "FLAGS", "INTERNALDATE", "BODY.PEEK[]"])
+        out: list[Fetched] = []
+        for uid in uids:
+            data = rows.get(uid)
+            if data is None or not isinstance(data.get(b"BODY[]"), bytes):
+                # Expunged by someone else between listing and fetch: next sync sees it gone.
+                log.info(
+                    "folder %s: UID %d vanished before it could be fetched", self.selected, uid
+                )
+                continue
+            date = data.get(b"INTERNALDATE")
+            out.append(
+                Fetched(
+                    uid,
+                    data[b"BODY[]"],
+                    flags_from_imap(data.get(b"FLAGS", ())),
+                    date if isinstance(date, dt.datetime) else None,
+                )
+            )
+        return out
+
+    # -- writing ---------------------------------------------------------------------
+
+    def append(
+        self, name: str, messages: Sequence[tuple[bytes, Flag, dt.datetime | None]]
+    ) -> list[Uid | None]:
+        """Upload messages (CRLF form); returns their new UIDs where the server says them."""
+        if not messages:
+            return []
+        server = self.server_name(name)
+        out: list[Uid | None] = []
+        if self.has("MULTIAPPEND") and len(messages) > 1:
+            start = 0
+            while start < len(messages):
+                end, nbytes = start, 0
+                while end < len(messages) and (end == start or nbytes < APPEND_BATCH_BYTES):
+                    nbytes += len(messages[end][0])
+                    end += 1
+                chunk = messages[start:end]
+                items: list[dict[str, Any]] = []
+                for raw, flags, date in chunk:
+                    item: dict[str, Any] = {"msg": raw, "flags": flags_to_imap(flags)}
+                    if date is not None:
+                        item["date"] = date
+                    items.append(item)
+                with map_errors("APPEND", folder=name):
+                    typ, data = self.client.multiappend(server, items)
+                if typ != "OK":
+                    raise FolderError(f"APPEND (folder {name}): server said: {data!r}")
+                out.extend(self._appenduids(data, len(chunk)))
+                start = end
+            return out
+        for raw, flags, date in messages:
+            with map_errors("APPEND", folder=name):
+                resp = self.client.append(server, raw, flags_to_imap(flags), date)
+            out.extend(self._appenduids([resp], 1))
+        return out
+
+    def _appenduids(self, data: Sequence[Any], n: int) -> list[Uid | None]:
+        for line in data:
+            if isinstance(line, bytes):
+                m = _APPENDUID.search(line)
+                if m:
+                    uids = _uid_set(m.group(2))
+                    if len(uids) == n:
+                        return [Uid(u) for u in uids]
+        return [None] * n
+
+    def set_flags(self, changes: Iterable[tuple[Uid, Flag, Flag]]) -> None:
+        """Apply (uid, old, new) flag changes with few STORE commands (grouped by delta)."""
+        add: dict[Flag, list[Uid]] = {}
+        remove: dict[Flag, list[Uid]] = {}
+        for uid, old, new in changes:
+            if new & ~old:
+                add.setdefault(new & ~old, []).append(uid)
+            if old & ~new:
+                remove.setdefault(old & ~new, []).append(uid)
+        with map_errors("STORE", folder=self.selected):
+            for flags, uids in add.items():
+                self.client.add_flags(uids, flags_to_imap(flags), silent=True)
+            for flags, uids in remove.items():
+                self.client.remove_flags(uids, flags_to_imap(flags), silent=True)
+
+    def expunge(self, uids: Sequence[Uid]) -> None:
+        """Expunge exactly these UIDs (UID EXPUNGE), never other \\Deleted messages."""
+        if not uids:
+            return
+        with map_errors("EXPUNGE", folder=self.selected):
+            self.client.add_flags(list(uids), [b"\\Deleted"], silent=True)
+            if self.has("UIDPLUS"):
+                self.client.uid_expunge(list(uids))
+            else:
+                log.warning(
+                    "folder %s: server lacks UIDPLUS; EXPUNGE also removes other messages "
+                    "marked deleted",
+                    self.selected,
+                )
+                self.client.expunge()
+
+    def move(self, uids: Sequence[Uid], dst: str) -> dict[Uid, Uid]:
+        """Move messages to ``dst``; returns old UID -> new UID where COPYUID says it."""
+        if not uids:
+            return {}
+        imap = self.client._imap
+        with map_errors("MOVE", folder=self.selected):
+            imap.untagged_responses.pop("COPYUID", None)
+            if self.has("MOVE"):
+                self.client.move(list(uids), self.server_name(dst))
+                lines = imap.untagged_responses.pop("COPYUID", [])
+            else:
+                resp = self.client.copy(list(uids), self.server_name(dst))
+                lines = [m.group(1) for m in [re.search(rb"COPYUID ([^\]]+)", resp or b"")] if m]
+                lines += imap.untagged_responses.pop("COPYUID", [])
+                self.expunge(uids)
+        mapping: dict[Uid, Uid] = {}
+        for line in lines:
+            parts = line.split()
+            if len(parts) == 3:
+                src, new = _uid_set(parts[1]), _uid_set(parts[2])
+                mapping.update({Uid(a): Uid(b) for a, b in zip(src, new, strict=False)})
+        return mapping

@@ -1,0 +1,704 @@
+"""Two-way sync of one IMAP account with its Maildir."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from syncd.drivers.imap import ImapSession, Listing
+from syncd.drivers.maildir import LocalEntry, MaildirFolder, MaildirStore
+from syncd.errors import FolderError, MessageError, StoreError, SyncdError
+from syncd.model import (
+    Fingerprint,
+    Flag,
+    LocalKey,
+    Pair,
+    Policy,
+    Side,
+    Uid,
+    fingerprint,
+    to_local_bytes,
+    to_remote_bytes,
+)
+from syncd.planner import (
+    Copy,
+    Delete,
+    Forget,
+    Link,
+    Move,
+    Plan,
+    SetFlags,
+    plan_folder,
+    plan_folders,
+    plan_moves,
+)
+from syncd.state import AccountLock, FolderState, State
+
+if TYPE_CHECKING:
+    from syncd.config import AccountConfig
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, int, int], None]
+"""progress(folder, done, total) while downloading."""
+
+UPLOAD_BATCH_BYTES = 4 * 1024 * 1024
+# Remote fingerprints are fetched for new server messages (to spot moves made by other
+# clients) only while there are few of them; an initial sync should not pay for headers.
+MOVE_PROBE_LIMIT = 500
+
+
+@dataclass(slots=True)
+class FolderReport:
+    name: str
+    downloaded: int = 0
+    uploaded: int = 0
+    flags_remote: int = 0
+    flags_local: int = 0
+    deleted_remote: int = 0
+    deleted_local: int = 0
+    moved: int = 0
+    matched: int = 0
+    skipped: bool = False
+    created: str | None = None
+    error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    planned: Plan | None = None
+
+    @property
+    def changed(self) -> bool:
+        return any(
+            (
+                self.downloaded,
+                self.uploaded,
+                self.flags_remote,
+                self.flags_local,
+                self.deleted_remote,
+                self.deleted_local,
+                self.moved,
+                self.matched,
+                self.created,
+            )
+        )
+
+    def summary(self) -> str:
+        parts = []
+        for label, n in (
+            ("downloaded", self.downloaded),
+            ("uploaded", self.uploaded),
+            ("flags pushed", self.flags_remote),
+            ("flags pulled", self.flags_local),
+            ("deleted on server", self.deleted_remote),
+            ("deleted locally", self.deleted_local),
+            ("moved", self.moved),
+            ("matched", self.matched),
+        ):
+            if n:
+                parts.append(f"{n} {label}")
+        if self.created:
+            parts.insert(0, f"created {self.created}")
+        return ", ".join(parts) if parts else "in sync"
+
+
+@dataclass(slots=True)
+class SyncReport:
+    account: str
+    folders: dict[str, FolderReport] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and not any(f.error for f in self.folders.values())
+
+    def folder(self, name: str) -> FolderReport:
+        if name not in self.folders:
+            self.folders[name] = FolderReport(name)
+        return self.folders[name]
+
+
+@dataclass(slots=True)
+class _Snap:
+    """Everything known about one folder between planning and applying."""
+
+    name: str
+    status_uidvalidity: int
+    status_uidnext: int
+    status_messages: int
+    status_modseq: int | None
+    stamp_before: str | None
+    base: dict[Uid, Pair]
+    entries: dict[LocalKey, LocalEntry]
+    sizes: dict[Uid, int]
+    local_fps: dict[LocalKey, Fingerprint]
+    remote_fps: dict[Uid, Fingerprint]
+    reset: bool
+    plan: Plan = field(default_factory=Plan)
+
+
+class AccountSync:
+    """One sync run of one IMAP account; create, call :meth:`run`, discard."""
+
+    def __init__(
+        self,
+        account: AccountConfig,
+        state: State,
+        session: ImapSession,
+        *,
+        policy: Policy,
+        only_folder: str | None = None,
+        dry_run: bool = False,
+        progress: Progress | None = None,
+    ) -> None:
+        self.account = account
+        self.state = state
+        self.session = session
+        self.policy = policy
+        self.only_folder = only_folder
+        self.dry_run = dry_run
+        self.progress = progress
+        self.store = MaildirStore(account.maildir, account.layout.value, exclude=[account.outbox])
+        self.report = SyncReport(account.name)
+
+    # -- the run ---------------------------------------------------------------------
+
+    def run(self) -> SyncReport:
+        acct = self.account
+        assert acct.imap is not None
+        expected = self.state.get_meta("maildir_id")
+        if self.dry_run and expected is None and not acct.maildir.exists():
+            maildir_id = None
+        else:
+            maildir_id = self.store.bind(expected)
+        if maildir_id is not None and expected is None and not self.dry_run:
+            self.state.set_meta("maildir_id", maildir_id)
+
+        remote = self.session.list_folders()
+        local = self.store.list_folders() if acct.maildir.exists() else []
+        known = self.state.folders()
+        patterns = acct.imap.folders
+        fplan = plan_folders(remote, local, known, patterns)
+        sync = list(fplan.sync)
+        if self.only_folder is not None and self.only_folder not in (
+            set(remote) | set(local) | set(known)
+        ):
+            raise FolderError(f"no folder named {self.only_folder!r} on either side")
+
+        def wanted(name: str) -> bool:
+            return self.only_folder is None or name == self.only_folder
+
+        self._guard_folders(fplan.gone_local, fplan.gone_remote, known)
+        for name in fplan.create_local:
+            if wanted(name) and self._create(Side.LOCAL, name):
+                sync.append(name)
+        for name in fplan.create_remote:
+            if wanted(name) and self._create(Side.REMOTE, name):
+                sync.append(name)
+        for name in fplan.gone_remote:
+            if wanted(name):
+                self._folder_gone(Side.REMOTE, name)
+        for name in fplan.gone_local:
+            if wanted(name):
+                self._folder_gone(Side.LOCAL, name)
+        for name in fplan.forget:
+            if wanted(name) and not self.dry_run:
+                self.state.forget_folder(name)
+
+        names = sorted((n for n in set(sync) if wanted(n)), key=lambda n: (n != "INBOX", n))
+        snaps: dict[str, _Snap] = {}
+        for name in names:
+            fr = self.report.folder(name)
+            try:
+                snap = self._snapshot(name, known.get(name))
+            except (FolderError, MessageError) as exc:
+                fr.error = str(exc)
+                self._record_error(name, fr.error)
+                log.error("%s: folder %s: %s", acct.name, name, exc)
+                continue
+            if snap is None:
+                fr.skipped = True
+                continue
+            snaps[name] = snap
+
+        self._plan(snaps)
+        if self.dry_run:
+            return self.report
+        for name, snap in snaps.items():
+            fr = self.report.folder(name)
+            if snap.plan.refused:
+                fr.error = snap.plan.refused
+                self._record_error(name, fr.error)
+                log.error("%s: folder %s: %s", acct.name, name, fr.error)
+                continue
+            try:
+                self._apply(snap, fr)
+            except (FolderError, MessageError) as exc:
+                fr.error = str(exc)
+                self._record_error(name, fr.error)
+                log.error("%s: folder %s: %s", acct.name, name, exc)
+                continue
+        self._apply_moves(snaps)
+        for name, snap in snaps.items():
+            fr = self.report.folder(name)
+            if not fr.error and not snap.plan.refused:
+                self._finish(snap, fr)
+            if fr.changed or fr.error:
+                log.info("%s: %s: %s", acct.name, name, fr.error or fr.summary())
+        return self.report
+
+    # -- folders ---------------------------------------------------------------------
+
+    def _guard_folders(
+        self,
+        gone_local: Sequence[str],
+        gone_remote: Sequence[str],
+        known: Mapping[str, FolderState],
+    ) -> None:
+        n = len(known)
+        for side, gone in ((Side.LOCAL, gone_local), (Side.REMOTE, gone_remote)):
+            if not self.policy.force and n > 3 and len(gone) > self.policy.max_delete_share * n:
+                where = "locally" if side is Side.LOCAL else "on the server"
+                raise FolderError(
+                    f"{len(gone)} of {n} synced folders vanished {where}; refusing to delete "
+                    "them on the other side (run `syncd sync --force` if that is intended)"
+                )
+
+    def _create(self, side: Side, name: str) -> bool:
+        fr = self.report.folder(name)
+        fr.created = "locally" if side is Side.LOCAL else "on the server"
+        if self.dry_run:
+            fr.planned = Plan()
+            return False
+        try:
+            if side is Side.LOCAL:
+                self.store.create_folder(name)
+            else:
+                self.session.create_folder(name)
+        except (FolderError, MessageError) as exc:
+            fr.error = str(exc)
+            fr.created = None
+            log.error(
+                "%s: cannot create folder %s %s: %s",
+                self.account.name,
+                name,
+                "locally" if side is Side.LOCAL else "on the server",
+                exc,
+            )
+            return False
+        return True
+
+    def _folder_gone(self, side: Side, name: str) -> None:
+        """``name`` vanished on ``side`` after having been synced: delete the survivor
+        only if it holds nothing that is not already synced."""
+        fr = self.report.folder(name)
+        base = self.state.pairs(name)
+        by_key = {p.key: p for p in base.values()}
+        if side is Side.REMOTE:
+            folder = self.store.folder(name)
+            entries = folder.scan()
+            unsynced: list[str] = [
+                k for k, e in entries.items() if k not in by_key or by_key[k].flags != e.flags
+            ]
+        else:
+            self.session.select(name)
+            listing = self.session.listing()
+            unsynced = [
+                str(u) for u, f in listing.flags.items() if u not in base or base[u].flags != f
+            ]
+        where = "on the server" if side is Side.REMOTE else "locally"
+        other = "local" if side is Side.REMOTE else "server"
+        if unsynced:
+            fr.error = (
+                f"folder was deleted {where}, but the {other} copy holds {len(unsynced)} "
+                "messages that were never synced or have changed; keeping it. Move them "
+                f"elsewhere and delete the {other} folder by hand, or recreate it {where}"
+            )
+            log.warning("%s: folder %s: %s", self.account.name, name, fr.error)
+            return
+        fr.created = None
+        fr.notes.append(f"deleted (it was deleted {where})")
+        if self.dry_run:
+            return
+        if side is Side.REMOTE:
+            self.store.delete_folder(name)
+            fr.deleted_local = len(base)
+        else:
+            self.session.delete_folder(name)
+            fr.deleted_remote = len(base)
+        self.state.forget_folder(name)
+        log.info(
+            "%s: folder %s deleted %s, as it was %s",
+            self.account.name,
+            name,
+            "locally" if side is Side.REMOTE else "on the server",
+            f"deleted {where}",
+        )
+
+    # -- snapshots -------------------------------------------------------------------
+
+    def _snapshot(self, name: str, fs: FolderState | None) -> _Snap | None:
+        folder = self.store.folder(name) if not self.dry_run or self.store.root.exists() else None
+        stamp = folder.stamp() if folder is not None and folder.exists() else None
+        session = self.session
+        st = session.status(name)
+        if (
+            fs is not None
+            and fs.uidvalidity == st.uidvalidity
+            and fs.uidnext == st.uidnext
+            and fs.messages == st.messages
+            and st.highestmodseq is not None
+            and fs.highestmodseq == st.highestmodseq
+            and stamp is not None
+            and fs.local_stamp == stamp
+            and fs.last_error is None
+        ):
+            return None
+
+        sel = session.select(name)
+        base = self.state.pairs(name)
+        reset = False
+        if fs is not None and fs.uidvalidity is not None and fs.uidvalidity != sel.uidvalidity:
+            log.warning(
+                "%s: folder %s: UIDVALIDITY changed on the server (%s -> %s); "
+                "matching messages again by their headers",
+                self.account.name,
+                name,
+                fs.uidvalidity,
+                sel.uidvalidity,
+            )
+            self.report.folder(name).notes.append("UIDVALIDITY changed: re-matched")
+            base = {}
+            reset = True
+
+        remote: dict[Uid, Flag]
+        if (
+            base
+            and fs is not None
+            and fs.highestmodseq is not None
+            and sel.highestmodseq is not None
+            and session.has("CONDSTORE")
+            and fs.last_error is None
+        ):
+            listing: Listing = session.listing(since_modseq=fs.highestmodseq)
+            remote = {uid: p.flags for uid, p in base.items()}
+            if listing.vanished is not None:
+                for uid in listing.vanished:
+                    remote.pop(uid, None)
+            else:
+                known_now = set(remote) | set(listing.flags)
+                if sel.messages != len(known_now):
+                    present = session.all_uids()
+                    remote = {u: f for u, f in remote.items() if u in present}
+            remote.update(listing.flags)
+            sizes = listing.sizes
+        else:
+            listing = session.listing()
+            remote = dict(listing.flags)
+            sizes = listing.sizes
+
+        entries = folder.scan() if folder is not None and folder.exists() else {}
+        local = {k: e.flags for k, e in entries.items()}
+        paired_keys = {p.key for p in base.values()}
+        new_local = [k for k in local if k not in paired_keys]
+        new_remote = [u for u in remote if u not in base]
+        local_fps: dict[LocalKey, Fingerprint] = {}
+        for key in new_local:
+            assert folder is not None
+            try:
+                local_fps[key] = fingerprint(folder.read_header(entries[key]))
+            except (OSError, StoreError) as exc:
+                log.warning("%s: %s: cannot read %s: %s", self.account.name, name, key, exc)
+        remote_fps: dict[Uid, Fingerprint] = {}
+        if new_remote and (new_local or (base and len(new_remote) <= MOVE_PROBE_LIMIT)):
+            remote_fps = session.fingerprints(new_remote)
+        snap = _Snap(
+            name,
+            sel.uidvalidity,
+            sel.uidnext,
+            sel.messages,
+            sel.highestmodseq,
+            stamp,
+            base,
+            entries,
+            sizes,
+            local_fps,
+            remote_fps,
+            reset,
+        )
+        snap.plan = plan_folder(
+            remote,
+            local,
+            list(base.values()),
+            self.policy,
+            remote_fps=remote_fps,
+            local_fps=local_fps,
+        )
+        return snap
+
+    def _plan(self, snaps: dict[str, _Snap]) -> None:
+        account_plan = plan_moves(
+            {n: s.plan for n, s in snaps.items()},
+            {n: s.base for n, s in snaps.items()},
+            local_fps={n: s.local_fps for n, s in snaps.items()},
+            remote_fps={n: s.remote_fps for n, s in snaps.items()},
+        )
+        for name, plan in account_plan.folders.items():
+            snaps[name].plan = plan
+            fr = self.report.folder(name)
+            fr.planned = plan
+            fr.notes.extend(plan.notes)
+        self.moves = account_plan.moves
+
+    # -- applying --------------------------------------------------------------------
+
+    def _apply(self, snap: _Snap, fr: FolderReport) -> None:
+        name = snap.name
+        plan = snap.plan
+        session, state = self.session, self.state
+        folder = self.store.folder(name)
+        if session.selected != name:
+            session.select(name)
+        if snap.reset:
+            state.clear_pairs(name)
+
+        remote_flags = [
+            (Uid(int(a.ident)), a.old, a.new)
+            for a in plan.actions
+            if isinstance(a, SetFlags) and a.side is Side.REMOTE
+        ]
+        if remote_flags:
+            session.set_flags(remote_flags)
+            fr.flags_remote = len(remote_flags)
+        for a in plan.actions:
+            if isinstance(a, SetFlags) and a.side is Side.LOCAL:
+                entry = snap.entries[LocalKey(str(a.ident))]
+                snap.entries[entry.key] = folder.set_flags(entry, a.new)
+                fr.flags_local += 1
+        links = [a for a in plan.actions if isinstance(a, Link)]
+        if links:
+            state.put_pairs(name, (Pair(a.uid, a.key, a.flags, a.fp) for a in links))
+            fr.matched = sum(1 for a in links if a.uid not in snap.base)
+
+        expunge = [
+            Uid(int(a.ident))
+            for a in plan.actions
+            if isinstance(a, Delete) and a.side is Side.REMOTE
+        ]
+        if expunge:
+            session.expunge(expunge)
+            fr.deleted_remote = len(expunge)
+        for a in plan.actions:
+            if isinstance(a, Delete) and a.side is Side.LOCAL:
+                gone = snap.entries.get(LocalKey(str(a.ident)))
+                if gone is not None:
+                    folder.remove(gone)
+                fr.deleted_local += 1
+        forget = [a.uid for a in plan.actions if isinstance(a, Forget)]
+        if forget:
+            state.drop_pairs(name, forget)
+
+        downloads = {
+            Uid(int(a.ident)): a
+            for a in plan.actions
+            if isinstance(a, Copy) and a.source is Side.REMOTE
+        }
+        if downloads:
+            self._download(snap, folder, downloads, fr)
+        uploads = [a for a in plan.actions if isinstance(a, Copy) and a.source is Side.LOCAL]
+        if uploads:
+            self._upload(snap, folder, uploads, fr)
+
+    def _download(
+        self, snap: _Snap, folder: MaildirFolder, todo: dict[Uid, Copy], fr: FolderReport
+    ) -> None:
+        total = len(todo)
+        done = 0
+        for batch in self.session.fetch(sorted(todo), snap.sizes):
+            items = []
+            for f in batch:
+                date = f.internaldate.timestamp() if f.internaldate is not None else None
+                items.append((to_local_bytes(f.raw), f.flags, date))
+            entries = folder.deliver(items)
+            self.state.put_pairs(
+                snap.name,
+                (
+                    Pair(f.uid, e.key, f.flags, fingerprint(f.raw))
+                    for f, e in zip(batch, entries, strict=True)
+                ),
+            )
+            done += len(batch)
+            fr.downloaded += len(batch)
+            if self.progress is not None:
+                self.progress(snap.name, done, total)
+
+    def _upload(
+        self, snap: _Snap, folder: MaildirFolder, todo: list[Copy], fr: FolderReport
+    ) -> None:
+        batch: list[tuple[LocalEntry, bytes, Flag, dt.datetime]] = []
+        nbytes = 0
+
+        def flush() -> None:
+            nonlocal batch, nbytes
+            if not batch:
+                return
+            uids = self.session.append(snap.name, [(raw, fl, d) for _, raw, fl, d in batch])
+            pairs = []
+            replaced = []
+            for (entry, raw, fl, _), uid in zip(batch, uids, strict=True):
+                if uid is not None:
+                    pairs.append(Pair(uid, entry.key, fl, fingerprint(raw)))
+            for a in todo_by_key.values():
+                if a.replaces is not None and any(e.key == a.ident for e, *_ in batch):
+                    replaced.append(a.replaces)
+            with self.state.transaction():
+                if replaced:
+                    self.state.drop_pairs(snap.name, replaced)
+                self.state.put_pairs(snap.name, pairs)
+            fr.uploaded += len(batch)
+            batch, nbytes = [], 0
+
+        todo_by_key = {LocalKey(str(a.ident)): a for a in todo}
+        for a in todo:
+            entry = snap.entries.get(LocalKey(str(a.ident)))
+            if entry is None:
+                continue
+            try:
+                raw = to_remote_bytes(folder.read(entry))
+                mtime = folder.mtime(entry)
+            except (OSError, StoreError) as exc:
+                log.warning(
+                    "%s: %s: cannot read %s, not uploaded: %s",
+                    self.account.name,
+                    snap.name,
+                    entry.name,
+                    exc,
+                )
+                continue
+            if not raw.strip():
+                log.warning(
+                    "%s: %s: %s is empty, not uploaded", self.account.name, snap.name, entry.name
+                )
+                continue
+            date = dt.datetime.fromtimestamp(mtime, tz=dt.UTC)
+            batch.append((entry, raw, a.flags, date))
+            nbytes += len(raw)
+            if nbytes >= UPLOAD_BATCH_BYTES or len(batch) >= 200:
+                flush()
+        flush()
+
+    def _apply_moves(self, snaps: dict[str, _Snap]) -> None:
+        for mv in self.moves:
+            src, dst = snaps.get(mv.src), snaps.get(mv.dst)
+            if src is None or dst is None:
+                continue
+            fr = self.report.folder(mv.dst)
+            try:
+                if mv.side is Side.REMOTE:
+                    self._move_remote(mv, src, dst)
+                else:
+                    self._move_local(mv, src, dst)
+            except (FolderError, MessageError) as exc:
+                fr.error = str(exc)
+                continue
+            fr.moved += 1
+
+    def _move_remote(self, mv: Move, src: _Snap, dst: _Snap) -> None:
+        old = src.base[mv.uid]
+        if self.session.selected != mv.src:
+            self.session.select(mv.src)
+        new = self.session.move([mv.uid], mv.dst).get(mv.uid)
+        with self.state.transaction():
+            self.state.drop_pairs(mv.src, [mv.uid])
+            if new is not None:
+                self.state.put_pairs(mv.dst, [Pair(new, mv.key, old.flags, old.fp)])
+        # The new remote copy still carries the old flags; the next look at the destination
+        # (which changed on the server, so is never skipped) merges the local ones in.
+        if new is not None and mv.flags != old.flags:
+            self.session.select(mv.dst)
+            self.session.set_flags([(new, old.flags, mv.flags)])
+            self.state.put_pairs(mv.dst, [Pair(new, mv.key, mv.flags, old.fp)])
+
+    def _move_local(self, mv: Move, src: _Snap, dst: _Snap) -> None:
+        entry = src.entries.get(mv.key)
+        if entry is None:
+            return
+        src_folder = self.store.folder(mv.src)
+        dst_folder = self.store.folder(mv.dst)
+        moved = dst_folder.adopt(entry, src_folder)
+        if moved.flags != mv.flags:
+            moved = dst_folder.set_flags(moved, mv.flags)
+        old = next((p for p in src.base.values() if p.key == mv.key), None)
+        with self.state.transaction():
+            if old is not None:
+                self.state.drop_pairs(mv.src, [old.uid])
+            self.state.put_pairs(
+                mv.dst, [Pair(mv.uid, moved.key, mv.flags, old.fp if old else None)]
+            )
+
+    def _finish(self, snap: _Snap, fr: FolderReport) -> None:
+        folder = self.store.folder(snap.name)
+        stamp_after = folder.stamp()
+        stamp = snap.stamp_before if stamp_after == snap.stamp_before else None
+        self.state.save_folder(
+            FolderState(
+                snap.name,
+                uidvalidity=snap.status_uidvalidity,
+                uidnext=snap.status_uidnext,
+                highestmodseq=snap.status_modseq,
+                messages=snap.status_messages,
+                local_stamp=stamp,
+                local_count=len(snap.entries),
+                last_sync=time.time(),
+                last_error=None,
+            )
+        )
+
+    def _record_error(self, name: str, error: str) -> None:
+        if not self.dry_run:
+            self.state.update_folder(name, last_error=error, last_sync=time.time())
+
+
+def sync_account(
+    account: AccountConfig,
+    state_dir: Path,
+    secret: Callable[[], str],
+    *,
+    policy: Policy | None = None,
+    only_folder: str | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> SyncReport:
+    """Sync one IMAP account once, both ways. Raises for account-wide failures
+    (TransientError, AuthError, TLSError, StateError); folder failures are in the report."""
+    if policy is None:
+        policy = Policy(
+            max_delete_share=account.max_delete_share,
+            guard_min_messages=account.guard_min_messages,
+        )
+    assert account.imap is not None
+    with AccountLock(state_dir, account.name), State.for_account(state_dir, account.name) as st:
+        session = ImapSession(account.imap, secret)
+        with session:
+            run = AccountSync(
+                account,
+                st,
+                session,
+                policy=policy,
+                only_folder=only_folder,
+                dry_run=dry_run,
+                progress=progress,
+            )
+            try:
+                report = run.run()
+            except SyncdError as exc:
+                if not dry_run:
+                    st.set_meta("last_error", str(exc))
+                raise
+            if not dry_run:
+                st.set_meta("last_sync", str(time.time()))
+                st.set_meta("last_error", None if report.ok else "some folders failed")
+            return report

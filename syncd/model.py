@@ -1,0 +1,118 @@
+"""Values shared by every layer: flags, identifiers, snapshots and base pairs.
+
+Everything here is frozen and free of I/O. Flags are always the Maildir letters
+``D F P R S T`` inside syncd; only the IMAP driver knows about ``\\Seen`` and friends.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import NewType
+
+Uid = NewType("Uid", int)
+UidValidity = NewType("UidValidity", int)
+LocalKey = NewType("LocalKey", str)
+"""A Maildir message's unique base name: the file name without ``:2,FLAGS``."""
+
+Fingerprint = NewType("Fingerprint", str)
+"""A digest of a message's header block, the same on both sides (see :func:`fingerprint`)."""
+
+
+class Side(enum.Enum):
+    REMOTE = "remote"
+    LOCAL = "local"
+
+    @property
+    def other(self) -> Side:
+        return Side.LOCAL if self is Side.REMOTE else Side.REMOTE
+
+
+class Flag(enum.Flag):
+    """Maildir flag letters, in the ASCII order the Maildir spec asks for."""
+
+    NONE = 0
+    D = enum.auto()  # draft
+    F = enum.auto()  # flagged
+    P = enum.auto()  # passed (forwarded)
+    R = enum.auto()  # replied
+    S = enum.auto()  # seen
+    T = enum.auto()  # trashed (\Deleted)
+
+    @classmethod
+    def parse(cls, letters: str) -> Flag:
+        """Flags from a Maildir info string; unknown letters (lowercase keywords) are ignored."""
+        out = cls.NONE
+        for ch in letters:
+            member = _LETTERS.get(ch)
+            if member is not None:
+                out |= member
+        return out
+
+    @property
+    def letters(self) -> str:
+        return "".join(ch for ch, member in _LETTERS.items() if member in self)
+
+
+_LETTERS: dict[str, Flag] = {
+    "D": Flag.D,
+    "F": Flag.F,
+    "P": Flag.P,
+    "R": Flag.R,
+    "S": Flag.S,
+    "T": Flag.T,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Pair:
+    """A remote UID linked to a local key, with the flags both sides agreed on last time."""
+
+    uid: Uid
+    key: LocalKey
+    flags: Flag
+    fp: Fingerprint | None = None
+
+
+RemoteSnapshot = Mapping[Uid, Flag]
+"""The listing of one folder on the remote side: UID -> flags."""
+LocalSnapshot = Mapping[LocalKey, Flag]
+"""The listing of one folder on the local side: key -> flags."""
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    """What a sync may do to a folder."""
+
+    max_delete_share: float = 0.5
+    """Refuse to delete more than this share of a folder's messages on one side..."""
+    guard_min_messages: int = 20
+    """...when the folder holds more than this many."""
+    force: bool = False
+    """Lift the mass-deletion guard (``syncd sync --force``)."""
+
+
+def fingerprint(raw: bytes) -> Fingerprint:
+    """Digest of a message's header block, equal for the LF and the CRLF form of a message.
+
+    Used to recognise the same message on both sides without a base (adopting an existing
+    Maildir, after a UIDVALIDITY change, after a crash between an upload and its record).
+    ``raw`` may hold the whole message or only its header.
+    """
+    text = raw.replace(b"\r\n", b"\n")
+    end = text.find(b"\n\n")
+    header = text if end < 0 else text[: end + 1]
+    header = header.rstrip(b"\n")
+    return Fingerprint(hashlib.sha256(header).hexdigest()[:32])
+
+
+def to_local_bytes(raw: bytes) -> bytes:
+    """The server's CRLF form of a message -> the Unix LF form stored in Maildir."""
+    return raw.replace(b"\r\n", b"\n")
+
+
+def to_remote_bytes(raw: bytes) -> bytes:
+    """The Maildir LF form -> the CRLF form IMAP wants. A fixed point with to_local_bytes."""
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")

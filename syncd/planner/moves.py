@@ -1,0 +1,85 @@
+"""Find messages that moved between folders among the per-folder plans."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from syncd.model import Fingerprint, LocalKey, Pair, Side, Uid
+from syncd.planner.actions import AccountPlan, Action, Copy, Delete, Forget, Move, Plan
+
+
+def plan_moves(
+    plans: Mapping[str, Plan],
+    bases: Mapping[str, Mapping[Uid, Pair]],
+    *,
+    local_fps: Mapping[str, Mapping[LocalKey, Fingerprint]] | None = None,
+    remote_fps: Mapping[str, Mapping[Uid, Fingerprint]] | None = None,
+) -> AccountPlan:
+    """Turn "delete in folder A" + "copy the same message into folder B" into a move.
+
+    A message is the same when it has the same local key (mail readers and notmuch keep
+    the base name when they move a file) or the same header fingerprint as the deleted
+    pair. A local move becomes a server-side MOVE, a remote move a local rename: the
+    message is neither uploaded nor downloaded again. Pure; plans that were refused are
+    left as they are.
+    """
+    local_fps = local_fps or {}
+    remote_fps = remote_fps or {}
+    # Deleted pairs by the side they are deleted on, indexed by key and by fingerprint.
+    gone: dict[Side, dict[str, tuple[str, Pair]]] = {Side.REMOTE: {}, Side.LOCAL: {}}
+    for folder, plan in plans.items():
+        base = bases.get(folder, {})
+        by_key = {p.key: p for p in base.values()}
+        for action in plan.actions:
+            if isinstance(action, Delete):
+                if action.side is Side.REMOTE:
+                    pair = base.get(Uid(int(action.ident)))
+                else:
+                    pair = by_key.get(LocalKey(str(action.ident)))
+                if pair is None:
+                    continue
+                gone[action.side]["k:" + pair.key] = (folder, pair)
+                if pair.fp is not None:
+                    gone[action.side].setdefault("f:" + pair.fp, (folder, pair))
+
+    moves: list[Move] = []
+    used: set[tuple[str, Uid]] = set()
+    new_plans: dict[str, list[Action]] = {f: list(p.actions) for f, p in plans.items()}
+    for folder, plan in plans.items():
+        for action in plan.actions:
+            if not isinstance(action, Copy) or action.replaces is not None:
+                continue
+            # A local copy to upload pairs with a remote delete elsewhere, and vice versa.
+            target = action.source.other
+            if action.source is Side.LOCAL:
+                key = LocalKey(str(action.ident))
+                fp = local_fps.get(folder, {}).get(key)
+                probe = ["k:" + key] + (["f:" + fp] if fp else [])
+            else:
+                fp = remote_fps.get(folder, {}).get(Uid(int(action.ident)))
+                probe = ["f:" + fp] if fp else []
+            hit = None
+            for p in probe:
+                cand = gone[target].get(p)
+                if cand and cand[0] != folder and (cand[0], cand[1].uid) not in used:
+                    hit = cand
+                    break
+            if hit is None:
+                continue
+            src, pair = hit
+            used.add((src, pair.uid))
+            if action.source is Side.LOCAL:
+                move = Move(
+                    Side.REMOTE, src, folder, pair.uid, LocalKey(str(action.ident)), action.flags
+                )
+            else:
+                move = Move(Side.LOCAL, src, folder, Uid(int(action.ident)), pair.key, action.flags)
+            moves.append(move)
+            new_plans[folder].remove(action)
+            src_actions = new_plans[src]
+            ident = pair.uid if target is Side.REMOTE else pair.key
+            src_actions.remove(Delete(target, ident))
+            src_actions.remove(Forget(pair.uid))
+
+    folders = {f: Plan(tuple(new_plans[f]), p.notes, p.refused) for f, p in plans.items()}
+    return AccountPlan(folders, tuple(moves))

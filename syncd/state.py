@@ -1,0 +1,290 @@
+"""The state database: one SQLite file per account, plus the account lock.
+
+What it holds, per folder: UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and message count as last
+seen on the server, the local change stamp, the last sync time and error; per message: the
+pair (remote UID <-> local key) and the flags both sides agreed on (the merge base).
+
+Why it can be lost without losing mail: every decision that deletes needs a pair in the
+base, and a pair is written only after both copies are durable. A base that is older than
+the mailboxes (a crash, a lost commit, a deleted database) only ever makes messages look
+new, and new messages are first matched by header fingerprint before anything is copied.
+So the worst a stale state does is cost a re-match, never a deletion or a duplicate.
+
+``SYNCD_TEST_STOP_AFTER_COMMITS=N`` is a test-only hook (like isync's ``-Ts``): the process
+kills itself with SIGKILL right after its N-th commit, so tests can crash a real sync at
+every step and check that the next run converges.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import signal
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from syncd.errors import LockedError, StateError
+from syncd.model import Fingerprint, Flag, LocalKey, Pair, Uid
+
+SCHEMA_VERSION = 1
+
+_MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE folders (
+        name TEXT PRIMARY KEY,
+        uidvalidity INTEGER,
+        uidnext INTEGER,
+        highestmodseq INTEGER,
+        messages INTEGER,
+        local_stamp TEXT,
+        local_count INTEGER,
+        last_sync REAL,
+        last_error TEXT
+    );
+    CREATE TABLE pairs (
+        folder TEXT NOT NULL,
+        uid INTEGER NOT NULL,
+        key TEXT NOT NULL,
+        flags TEXT NOT NULL,
+        fp TEXT,
+        PRIMARY KEY (folder, uid)
+    ) WITHOUT ROWID;
+    CREATE INDEX pairs_by_key ON pairs (folder, key);
+    """,
+}
+
+_commits = 0
+
+
+def _count_commit() -> None:
+    """The crash-test hook: see the module docstring."""
+    global _commits
+    limit = os.environ.get("SYNCD_TEST_STOP_AFTER_COMMITS")
+    if not limit:
+        return
+    _commits += 1
+    if _commits >= int(limit):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True, slots=True)
+class FolderState:
+    name: str
+    uidvalidity: int | None = None
+    uidnext: int | None = None
+    highestmodseq: int | None = None
+    messages: int | None = None
+    local_stamp: str | None = None
+    local_count: int | None = None
+    last_sync: float | None = None
+    last_error: str | None = None
+
+
+class State:
+    """An account's state database. Use as a context manager; not shared across threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            os.close(fd)
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            raise StateError(f"cannot open the state database {path}: {exc}") from exc
+        self._in_tx = False
+
+    @classmethod
+    def for_account(cls, state_dir: Path, account: str) -> State:
+        return cls(state_dir / f"{account}.sqlite3")
+
+    def _migrate(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StateError(
+                f"{self.path} was written by a newer syncd (schema {version}); "
+                "upgrade syncd or move the file away"
+            )
+        for v in range(version + 1, SCHEMA_VERSION + 1):
+            self._db.executescript(
+                f"BEGIN;\n{_MIGRATIONS[v]}\nPRAGMA user_version={v};\nCOMMIT;"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> State:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic unit of state change; nested calls join the outer one."""
+        if self._in_tx:
+            yield
+            return
+        self._db.execute("BEGIN IMMEDIATE")
+        self._in_tx = True
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        else:
+            self._db.execute("COMMIT")
+            _count_commit()
+        finally:
+            self._in_tx = False
+
+    # -- meta ----------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        with self.transaction():
+            if value is None:
+                self._db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                self._db.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?) "
+                    "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                    (key, value),
+                )
+
+    # -- folders -------------------------------------------------------------------------
+
+    def folders(self) -> dict[str, FolderState]:
+        rows = self._db.execute(
+            "SELECT name, uidvalidity, uidnext, highestmodseq, messages, local_stamp, "
+            "local_count, last_sync, last_error FROM folders"
+        ).fetchall()
+        return {r[0]: FolderState(*r) for r in rows}
+
+    def folder(self, name: str) -> FolderState | None:
+        return self.folders().get(name)
+
+    def save_folder(self, fs: FolderState) -> None:
+        with self.transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO folders VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    fs.name,
+                    fs.uidvalidity,
+                    fs.uidnext,
+                    fs.highestmodseq,
+                    fs.messages,
+                    fs.local_stamp,
+                    fs.local_count,
+                    fs.last_sync,
+                    fs.last_error,
+                ),
+            )
+
+    def update_folder(self, name: str, **changes: object) -> FolderState:
+        fs = replace(self.folder(name) or FolderState(name), **changes)  # type: ignore[arg-type]
+        self.save_folder(fs)
+        return fs
+
+    def forget_folder(self, name: str) -> None:
+        with self.transaction():
+            self._db.execute("DELETE FROM folders WHERE name = ?", (name,))
+            self._db.execute("DELETE FROM pairs WHERE folder = ?", (name,))
+
+    # -- pairs ---------------------------------------------------------------------------
+
+    def pairs(self, folder: str) -> dict[Uid, Pair]:
+        rows = self._db.execute(
+            "SELECT uid, key, flags, fp FROM pairs WHERE folder = ?", (folder,)
+        ).fetchall()
+        return {
+            Uid(r[0]): Pair(
+                Uid(r[0]),
+                LocalKey(r[1]),
+                Flag.parse(r[2]),
+                Fingerprint(r[3]) if r[3] else None,
+            )
+            for r in rows
+        }
+
+    def count_pairs(self, folder: str) -> int:
+        row = self._db.execute("SELECT count(*) FROM pairs WHERE folder = ?", (folder,))
+        return int(row.fetchone()[0])
+
+    def put_pairs(self, folder: str, pairs: Iterable[Pair]) -> None:
+        with self.transaction():
+            self._db.executemany(
+                "INSERT OR REPLACE INTO pairs (folder, uid, key, flags, fp) VALUES (?, ?, ?, ?, ?)",
+                ((folder, p.uid, p.key, p.flags.letters, p.fp) for p in pairs),
+            )
+
+    def drop_pairs(self, folder: str, uids: Iterable[Uid]) -> None:
+        with self.transaction():
+            self._db.executemany(
+                "DELETE FROM pairs WHERE folder = ? AND uid = ?", ((folder, u) for u in uids)
+            )
+
+    def clear_pairs(self, folder: str) -> None:
+        with self.transaction():
+            self._db.execute("DELETE FROM pairs WHERE folder = ?", (folder,))
+
+
+class AccountLock:
+    """An exclusive, kernel-released lock on one account (``flock`` on a file).
+
+    A crashed holder never leaves a stale lock: the kernel drops it with the process.
+    """
+
+    def __init__(self, state_dir: Path, account: str) -> None:
+        self.path = state_dir / f"{account}.lock"
+        self.account = account
+        self._fd: int | None = None
+
+    def acquire(self, wait: float = 0.0) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    os.close(fd)
+                    raise StateError(f"cannot lock {self.path}: {exc}") from exc
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                    os.close(fd)
+                    raise LockedError(
+                        f"account {self.account} is busy: another syncd process "
+                        f"(pid {holder or '?'}) is syncing it; try again when it is done"
+                    ) from None
+                time.sleep(0.05)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> AccountLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -116,9 +116,7 @@ class State:
                 "upgrade syncd or move the file away"
             )
         for v in range(version + 1, SCHEMA_VERSION + 1):
-            self._db.executescript(
-                f"BEGIN;\n{_MIGRATIONS[v]}\nPRAGMA user_version={v};\nCOMMIT;"
-            )
+            self._db.executescript(f"BEGIN;\n{_MIGRATIONS[v]}\nPRAGMA user_version={v};\nCOMMIT;")
 
     def close(self) -> None:
         self._db.close()

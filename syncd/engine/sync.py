@@ -163,6 +163,9 @@ class AccountSync:
         self.progress = progress
         self.store = MaildirStore(account.maildir, account.layout.value, exclude=[account.outbox])
         self.report = SyncReport(account.name)
+        self.moves: tuple[Move, ...] = ()
+        # Folders a dry run pretends to have created: (side where it is missing, name).
+        self._virtual: set[tuple[Side, str]] = set()
 
     # -- the run ---------------------------------------------------------------------
 
@@ -179,6 +182,10 @@ class AccountSync:
 
         remote = self.session.list_folders()
         local = self.store.list_folders() if acct.maildir.exists() else []
+        if not self.dry_run:
+            for name in local:
+                # Leftovers of a run that was killed mid-delivery; we hold the lock.
+                self.store.folder(name).clean_tmp()
         known = self.state.folders()
         patterns = acct.imap.folders
         fplan = plan_folders(remote, local, known, patterns)
@@ -271,8 +278,8 @@ class AccountSync:
         fr = self.report.folder(name)
         fr.created = "locally" if side is Side.LOCAL else "on the server"
         if self.dry_run:
-            fr.planned = Plan()
-            return False
+            self._virtual.add((side, name))
+            return True
         try:
             if side is Side.LOCAL:
                 self.store.create_folder(name)
@@ -341,8 +348,12 @@ class AccountSync:
     # -- snapshots -------------------------------------------------------------------
 
     def _snapshot(self, name: str, fs: FolderState | None) -> _Snap | None:
-        folder = self.store.folder(name) if not self.dry_run or self.store.root.exists() else None
-        stamp = folder.stamp() if folder is not None and folder.exists() else None
+        if (Side.REMOTE, name) in self._virtual:
+            return self._snapshot_one_sided(name, remote_missing=True)
+        if (Side.LOCAL, name) in self._virtual:
+            return self._snapshot_one_sided(name, remote_missing=False)
+        folder = self.store.folder(name)
+        stamp = folder.stamp() if folder.exists() else None
         session = self.session
         st = session.status(name)
         if (
@@ -400,20 +411,25 @@ class AccountSync:
             remote = dict(listing.flags)
             sizes = listing.sizes
 
-        entries = folder.scan() if folder is not None and folder.exists() else {}
+        entries = folder.scan() if folder.exists() else {}
         local = {k: e.flags for k, e in entries.items()}
         paired_keys = {p.key for p in base.values()}
+        by_key = {p.key: p for p in base.values()}
+        for key in folder.damaged if folder.exists() else ():
+            # An empty or unreadable file is not a deletion: leave its pair alone.
+            if key in by_key:
+                local[key] = by_key[key].flags
         new_local = [k for k in local if k not in paired_keys]
         new_remote = [u for u in remote if u not in base]
         local_fps: dict[LocalKey, Fingerprint] = {}
         for key in new_local:
-            assert folder is not None
             try:
                 local_fps[key] = fingerprint(folder.read_header(entries[key]))
             except (OSError, StoreError) as exc:
                 log.warning("%s: %s: cannot read %s: %s", self.account.name, name, key, exc)
         remote_fps: dict[Uid, Fingerprint] = {}
-        if new_remote and (new_local or (base and len(new_remote) <= MOVE_PROBE_LIMIT)):
+        synced_before = fs is not None and fs.uidvalidity is not None
+        if new_remote and (new_local or (synced_before and len(new_remote) <= MOVE_PROBE_LIMIT)):
             remote_fps = session.fingerprints(new_remote)
         snap = _Snap(
             name,
@@ -437,6 +453,24 @@ class AccountSync:
             remote_fps=remote_fps,
             local_fps=local_fps,
         )
+        return snap
+
+    def _snapshot_one_sided(self, name: str, *, remote_missing: bool) -> _Snap:
+        """A dry run's view of a folder that exists on one side only."""
+        remote: dict[Uid, Flag] = {}
+        local: dict[LocalKey, Flag] = {}
+        entries: dict[LocalKey, LocalEntry] = {}
+        sizes: dict[Uid, int] = {}
+        if remote_missing:
+            folder = self.store.folder(name)
+            entries = folder.scan()
+            local = {k: e.flags for k, e in entries.items()}
+        else:
+            self.session.select(name)
+            listing = self.session.listing()
+            remote, sizes = dict(listing.flags), listing.sizes
+        snap = _Snap(name, 0, 0, 0, None, None, {}, entries, sizes, {}, {}, False)
+        snap.plan = plan_folder(remote, local, [], self.policy)
         return snap
 
     def _plan(self, snaps: dict[str, _Snap]) -> None:
@@ -478,6 +512,8 @@ class AccountSync:
                 entry = snap.entries[LocalKey(str(a.ident))]
                 snap.entries[entry.key] = folder.set_flags(entry, a.new)
                 fr.flags_local += 1
+        if fr.flags_local:
+            folder.flush()  # renames durable before the base says they happened
         links = [a for a in plan.actions if isinstance(a, Link)]
         if links:
             state.put_pairs(name, (Pair(a.uid, a.key, a.flags, a.fp) for a in links))
@@ -497,6 +533,8 @@ class AccountSync:
                 if gone is not None:
                     folder.remove(gone)
                 fr.deleted_local += 1
+        if fr.deleted_local:
+            folder.flush()
         forget = [a.uid for a in plan.actions if isinstance(a, Forget)]
         if forget:
             state.drop_pairs(name, forget)
@@ -631,6 +669,8 @@ class AccountSync:
         moved = dst_folder.adopt(entry, src_folder)
         if moved.flags != mv.flags:
             moved = dst_folder.set_flags(moved, mv.flags)
+        dst_folder.flush()
+        src_folder.flush()
         old = next((p for p in src.base.values() if p.key == mv.key), None)
         with self.state.transaction():
             if old is not None:

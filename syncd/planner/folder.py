@@ -63,6 +63,11 @@ def plan_folder(
     notes: list[str] = []
     paired_keys: set[LocalKey] = set()
     deletes = {Side.REMOTE: 0, Side.LOCAL: 0}
+    # Changed survivors of a deletion on the other side, copied back after the loop.
+    restores: list[tuple[Pair, Side]] = []
+    # Keys whose pair is whole on the remote side: a second pair of the same key whose UID
+    # is gone was left behind by an interrupted re-pairing (see the restores below).
+    live_keys = {p.key for p in base if p.uid in remote}
 
     for pair in sorted(base, key=lambda p: p.uid):
         paired_keys.add(pair.key)
@@ -80,23 +85,17 @@ def plan_folder(
                 actions.append(Forget(pair.uid))
                 deletes[Side.REMOTE] += 1
             else:
-                notes.append(
-                    f"UID {pair.uid} was deleted locally but changed on the server; "
-                    "keeping it and downloading it again"
-                )
-                actions.append(Copy(Side.REMOTE, pair.uid, r, replaces=pair.uid))
+                restores.append((pair, Side.REMOTE))
         elif lo is not None:
             # Gone remotely.
-            if lo == pair.flags:
+            if pair.key in live_keys:
+                actions.append(Forget(pair.uid))
+            elif lo == pair.flags:
                 actions.append(Delete(Side.LOCAL, pair.key))
                 actions.append(Forget(pair.uid))
                 deletes[Side.LOCAL] += 1
             else:
-                notes.append(
-                    f"local message {pair.key} was expunged on the server but changed "
-                    "locally; keeping it and uploading it again"
-                )
-                actions.append(Copy(Side.LOCAL, pair.key, lo, replaces=pair.uid))
+                restores.append((pair, Side.LOCAL))
         else:
             actions.append(Forget(pair.uid))
 
@@ -104,28 +103,84 @@ def plan_folder(
     new_remote = sorted(uid for uid in remote if uid not in paired_uids)
     new_local = sorted(key for key in local if key not in paired_keys)
 
+    local_by_fp: dict[Fingerprint, list[LocalKey]] = defaultdict(list)
+    for key in new_local:
+        fp = (local_fps or {}).get(key)
+        if fp is not None:
+            local_by_fp[fp].append(key)
+    remote_by_fp: dict[Fingerprint, list[Uid]] = defaultdict(list)
+    for uid in new_remote:
+        fp = (remote_fps or {}).get(uid)
+        if fp is not None:
+            remote_by_fp[fp].append(uid)
+
     matched_remote: set[Uid] = set()
     matched_local: set[LocalKey] = set()
+    # A changed survivor is copied back, unless an earlier sync already did so and was
+    # interrupted before recording the pair: then the unpaired copy is paired instead.
+    for pair, survivor in restores:
+        if survivor is Side.REMOTE:
+            r = remote[pair.uid]
+            keys = local_by_fp.get(pair.fp) if pair.fp is not None else None
+            if keys:
+                key = keys.pop(0)
+                matched_local.add(key)
+                notes.append(
+                    f"UID {pair.uid} was deleted locally but changed on the server; "
+                    f"keeping it, paired with its earlier download {key}"
+                )
+                lo = local[key]
+                merged = merge_flags(None, r, lo)
+                actions.extend(_sync_flags(pair.uid, key, r, lo, merged))
+                actions.append(Link(pair.uid, key, merged, pair.fp))
+            else:
+                notes.append(
+                    f"UID {pair.uid} was deleted locally but changed on the server; "
+                    "keeping it and downloading it again"
+                )
+                actions.append(Copy(Side.REMOTE, pair.uid, r, replaces=pair.uid))
+        else:
+            lo = local[pair.key]
+            uids = remote_by_fp.get(pair.fp) if pair.fp is not None else None
+            if uids:
+                uid = uids.pop(0)
+                matched_remote.add(uid)
+                notes.append(
+                    f"local message {pair.key} was expunged on the server but changed "
+                    f"locally; keeping it, paired with its earlier upload UID {uid}"
+                )
+                r = remote[uid]
+                merged = merge_flags(None, r, lo)
+                # Forget first: a crash between the two leaves the key unpaired, which the
+                # next run matches by fingerprint (the engine links first; live_keys above
+                # covers that order).
+                actions.append(Forget(pair.uid))
+                actions.extend(_sync_flags(uid, pair.key, r, lo, merged))
+                actions.append(Link(uid, pair.key, merged, pair.fp))
+            else:
+                notes.append(
+                    f"local message {pair.key} was expunged on the server but changed "
+                    "locally; keeping it and uploading it again"
+                )
+                actions.append(Copy(Side.LOCAL, pair.key, lo, replaces=pair.uid))
+
+    n_matched = 0
     if new_remote and new_local and remote_fps and local_fps:
-        by_fp: dict[Fingerprint, list[LocalKey]] = defaultdict(list)
-        for key in new_local:
-            fp = local_fps.get(key)
-            if fp is not None:
-                by_fp[fp].append(key)
         for uid in new_remote:
             fp = remote_fps.get(uid)
-            candidates = by_fp.get(fp) if fp is not None else None
-            if not candidates:
+            candidates = local_by_fp.get(fp) if fp is not None else None
+            if uid in matched_remote or not candidates:
                 continue
             key = candidates.pop(0)
             matched_remote.add(uid)
             matched_local.add(key)
+            n_matched += 1
             r, lo = remote[uid], local[key]
             merged = merge_flags(None, r, lo)
             actions.extend(_sync_flags(uid, key, r, lo, merged))
             actions.append(Link(uid, key, merged, fp))
-        if matched_remote:
-            notes.append(f"matched {len(matched_remote)} messages present on both sides")
+        if n_matched:
+            notes.append(f"matched {n_matched} messages present on both sides")
 
     for uid in new_remote:
         if uid not in matched_remote:

@@ -56,6 +56,23 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (folder, uid)
     ) WITHOUT ROWID;
     CREATE INDEX pairs_by_key ON pairs (folder, key);
+    -- POP3: every UIDL ever downloaded, so nothing is fetched twice (syncd.engine.fetch).
+    CREATE TABLE pop3_seen (
+        uidl TEXT PRIMARY KEY,
+        first_seen REAL NOT NULL,
+        key TEXT,
+        deleted INTEGER NOT NULL DEFAULT 0
+    ) WITHOUT ROWID;
+    -- Outbox journal: one row per queued message file (syncd.engine.send).
+    CREATE TABLE outbox (
+        name TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt REAL,
+        last_error TEXT,
+        message_id TEXT,
+        updated REAL
+    ) WITHOUT ROWID;
     """,
 }
 
@@ -234,6 +251,11 @@ class State:
             self._db.executemany(
                 "DELETE FROM pairs WHERE folder = ? AND uid = ?", ((folder, u) for u in uids)
             )
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        """The raw connection, for the POP3 and outbox tables; wrap writes in transaction()."""
+        return self._db
 
     def clear_pairs(self, folder: str) -> None:
         with self.transaction():

@@ -783,15 +783,11 @@ class _Walker:
         allow_plaintext = False
         if (plain_node := section.get("allow_plaintext")) is not None:
             allow_plaintext = self.boolean(plain_node, section.path("allow_plaintext"))
-        if (
-            tls is TlsMode.NONE
-            and auth not in _OAUTH
-            and not allow_plaintext
-            and not _is_loopback(host)
-        ):
+        if tls is TlsMode.NONE and not allow_plaintext and not _is_loopback(host):
+            what = "the OAuth2 token" if auth in _OAUTH else "the password"
             self.fail(
                 section.path("tls"),
-                f"tls: none would send the password in clear text to {host}; RFC 8314 asks "
+                f"tls: none would send {what} in clear text to {host}; RFC 8314 asks "
                 "for TLS on every mail connection. Use tls: implicit or starttls, or set "
                 "allow_plaintext: true if the network path is trusted",
                 section.key_line("tls"),

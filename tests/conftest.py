@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import settings
+
+from tests.servers import require_dovecot
+from tests.servers.dovecot import Dovecot, User
+
+settings.register_profile("dev", deadline=None)
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=200)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(scope="session")
+def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+    """One private Dovecot for the whole session; each test takes a fresh user (mail_user)."""
+    require_dovecot()
+    server = Dovecot(tmp_path_factory.mktemp("dovecot"))
+    with server:
+        yield server
+
+
+@pytest.fixture
+def mail_user(dovecot: Dovecot) -> User:
+    """A new, empty user on the session's Dovecot."""
+    return dovecot.add_user()

@@ -79,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from syncd.log import setup_logging
 
-    setup_logging(-1 if args.quiet else args.verbose)
+    # The commands print their own summary; log lines below WARNING are for -v.
+    setup_logging(-1 if args.quiet else args.verbose - 1)
     handler = {
         "sync": cmd_sync,
         "status": cmd_status,

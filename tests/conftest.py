@@ -7,7 +7,7 @@ import pytest
 from hypothesis import settings
 
 from tests.servers import require_dovecot
-from tests.servers.dovecot import Dovecot, User
+from tests.servers.dovecot import Dovecot, User, make_test_certs
 
 settings.register_profile("dev", deadline=None)
 settings.register_profile("ci", derandomize=True, deadline=None, max_examples=200)
@@ -27,3 +27,12 @@ def dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
 def mail_user(dovecot: Dovecot) -> User:
     """A new, empty user on the session's Dovecot."""
     return dovecot.add_user()
+
+
+@pytest.fixture(scope="session")
+def tls_dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
+    """A second Dovecot with TLS: IMAPS/POP3S listeners and STARTTLS, trustme certificates."""
+    require_dovecot()
+    base = tmp_path_factory.mktemp("dovecot-tls")
+    with Dovecot(base / "server", tls=make_test_certs(base / "certs")) as server:
+        yield server

@@ -21,7 +21,7 @@ from imapclient import IMAPClient
 
 from tests.servers import require_dovecot
 from tests.servers.corpus import make_corpus, make_message
-from tests.servers.dovecot import CertFiles, Dovecot, DovecotError, User, make_test_certs
+from tests.servers.dovecot import CertFiles, Dovecot, DovecotError, User
 
 dovecot_test = pytest.mark.dovecot
 
@@ -324,12 +324,6 @@ def test_start_is_fast(tmp_path: Path) -> None:
 # -- TLS ------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def tls_dovecot(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dovecot]:
-    require_dovecot()
-    base = tmp_path_factory.mktemp("dovecot-tls")
-    with Dovecot(base / "server", tls=make_test_certs(base / "certs")) as server:
-        yield server
 
 
 @dovecot_test

@@ -35,6 +35,7 @@ class Account:
     layout: str = "verbatim"
     folders: list[str] = field(default_factory=lambda: ["*"])
     extra: str = ""
+    secret: str = "command"  # or "keyring": no secret in the config at all
 
     @property
     def maildir(self) -> Path:
@@ -52,6 +53,7 @@ class Account:
         pw = self.root / "pw"
         pw.write_text(self.user.password + "\n")  # type: ignore[attr-defined]
         folders = ", ".join(f'"{f}"' for f in self.folders)
+        secret = f"password_command: cat {pw}" if self.secret == "command" else "auth: password"
         self.config.write_text(
             f"""state_dir: {self.state_dir}
 accounts:
@@ -63,7 +65,7 @@ accounts:
       port: {self.server.imap_port}
       tls: none
       username: {self.user.name}
-      password_command: cat {pw}
+      {secret}
       folders: [{folders}]
 {self.extra}"""
         )

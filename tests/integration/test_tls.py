@@ -117,3 +117,27 @@ def test_password_never_appears_in_logs_state_or_output(account, dovecot, mail_u
     for path in account.state_dir.rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_password_from_the_system_keyring(account, dovecot, mail_user, tmp_path, monkeypatch):
+    import io
+
+    import keyring
+
+    from tests.servers.filekeyring import FileKeyring
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(FileKeyring(tmp_path / "keyring.json"))
+    try:
+        account.secret = "keyring"
+        dovecot.append(mail_user, "INBOX", msg(1))
+        r = account.sync(expect=1)
+        assert "syncd password set acct imap" in r.err  # says how to fix it
+        monkeypatch.setattr("sys.stdin", io.StringIO(mail_user.password + "\n"))
+        r = account.run("password", "set", "acct", "imap")
+        assert r.code == 0, r.err
+        assert keyring.get_password("syncd", "acct/imap") == mail_user.password
+        r = account.sync()
+        assert "1 downloaded" in r.out
+    finally:
+        keyring.set_keyring(previous)

@@ -324,8 +324,6 @@ def test_start_is_fast(tmp_path: Path) -> None:
 # -- TLS ------------------------------------------------------------------------------------------
 
 
-
-
 @dovecot_test
 @pytest.mark.parametrize("mode", ["implicit", "starttls"])
 def test_tls_verifies_with_the_test_ca(tls_dovecot: Dovecot, mode: str) -> None:

@@ -226,6 +226,7 @@ class Dovecot:
         fsync: bool = False,
         die_with_parent: bool = True,
         start_timeout: float = 15.0,
+        oauth2_url: str | None = None,
     ) -> None:
         self.base = Path(base).resolve()
         if re.search(r'[\s"\\]', str(self.base)):
@@ -234,6 +235,9 @@ class Dovecot:
         self.fsync = fsync
         self.die_with_parent = die_with_parent
         self.start_timeout = start_timeout
+        # With an OAuth2 token introspection URL, XOAUTH2 and OAUTHBEARER logins are
+        # checked by asking that URL (a tiny HTTP server in the test) about the token.
+        self.oauth2_url = oauth2_url
         self.host = HOST
         self.imap_port = self.pop3_port = self.lmtp_port = 0
         self.imaps_port = self.pop3s_port = 0  # stay 0 without TLS
@@ -495,6 +499,22 @@ class Dovecot:
                 f"    port = {self.pop3s_port}\n    ssl = yes\n  }}\n"
             )
         chroot = "" if self._as_root else "  chroot =\n"
+        oauth_mechs = oauth_passdb = ""
+        if self.oauth2_url is not None:
+            oauth_conf = self.base / "oauth2.conf.ext"
+            oauth_conf.write_text(
+                "introspection_mode = auth\n"
+                f"introspection_url = {self.oauth2_url}\n"
+                "username_attribute = username\n"
+                "active_attribute = active\n"
+                "active_value = true\n"
+            )
+            oauth_conf.chmod(0o644)
+            oauth_mechs = " xoauth2 oauthbearer"
+            oauth_passdb = (
+                "passdb {\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                f"  args = {oauth_conf}\n}}\n"
+            )
         return f"""\
 # Written by tests/servers/dovecot.py; regenerated at every start.
 base_dir = {q(str(self.run_dir))}
@@ -515,10 +535,10 @@ first_valid_gid = {min(self.mail_gid, 1)}
 
 {ssl_lines}
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{oauth_mechs}
 auth_username_format = %u
 auth_cache_size = 0
-passdb {{
+{oauth_passdb}passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {self.users_dir}/%u
 }}

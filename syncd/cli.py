@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
 
+    sub.add_parser(
+        "run", parents=[common], help="the long-running daemon (systemd runs it as Type=notify)"
+    )
+
     s = sub.add_parser("sync", parents=[common], help="sync every (or one) account once, then exit")
     s.add_argument("-a", "--account", help="only this account")
     s.add_argument("-f", "--folder", help="only this folder (needs --account if several)")
@@ -80,8 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from syncd.log import setup_logging
 
     # The commands print their own summary; log lines below WARNING are for -v.
-    setup_logging(-1 if args.quiet else args.verbose - 1)
+    # The daemon has only its log, so it logs a line per change by default.
+    base = 0 if args.command == "run" else -1
+    setup_logging(-1 if args.quiet else base + args.verbose)
     handler = {
+        "run": cmd_run,
         "sync": cmd_sync,
         "status": cmd_status,
         "check": cmd_check,
@@ -114,6 +121,15 @@ def _select_accounts(cfg: Config, name: str | None) -> list[AccountConfig]:
     if name is None:
         return list(cfg.accounts)
     return [cfg.account(name)]
+
+
+# -- run -----------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from syncd.daemon.supervisor import Supervisor
+
+    return Supervisor(args.config).run()
 
 
 # -- sync ----------------------------------------------------------------------------
@@ -189,7 +205,24 @@ def _sync_one(cfg: Config, acct: AccountConfig, args: argparse.Namespace) -> Syn
     from syncd.errors import SyncdError
 
     if acct.imap is None:
-        raise SyncdError("POP3 accounts are not supported by this version yet")
+        pop3 = acct.pop3
+        if pop3 is None:
+            raise SyncdError("the account has neither an imap: nor a pop3: section")
+        if args.folder is not None and args.folder != pop3.folder:
+            raise SyncdError(f"a POP3 account has one folder, {pop3.folder}; not {args.folder}")
+        from syncd.engine.fetch import fetch_account
+
+        pop_bar = _ProgressBar(acct.name)
+        try:
+            return fetch_account(
+                acct,
+                cfg.state_dir,
+                lambda: get_secret(pop3),
+                dry_run=args.dry_run,
+                progress=pop_bar,
+            )
+        finally:
+            pop_bar.clear()
     imap = acct.imap
     policy = replace(acct.policy, force=bool(args.force))
     bar = _ProgressBar(acct.name)
@@ -288,12 +321,40 @@ def cmd_status(args: argparse.Namespace) -> int:
                 info["folders"] = folders
         accounts[acct.name] = info
     out["accounts"] = accounts
+    from syncd.daemon.supervisor import read_status_file
+
+    live = read_status_file(cfg.state_dir)
+    out["daemon"] = live
+    if live is not None:
+        for name, entry in accounts.items():
+            assert isinstance(entry, dict)
+            entry["live"] = live.get("accounts", {}).get(name)
     if args.json:
         print(json.dumps(out, indent=2, sort_keys=True))
         return EXIT_OK
+    if live is None:
+        print("daemon: not running")
+    else:
+        print(
+            f"daemon: running (pid {live['pid']}, since {_when(live['started'])}): {live['status']}"
+        )
     for name, raw in accounts.items():
         assert isinstance(raw, dict)
         print(f"{name} ({raw['kind']}, {raw['maildir']})")
+        lv = raw.get("live")
+        if isinstance(lv, dict):
+            line = f"  now: {lv['state']}"
+            if lv.get("next_retry"):
+                line += f", next try {_when(lv['next_retry'])}"
+            if lv.get("pending"):
+                line += f", pending: {', '.join(lv['pending'])}"
+            idle = lv.get("idle") or {}
+            if idle:
+                up = [f for f, ok in idle.items() if ok]
+                line += f", IDLE on {len(up)}/{len(idle)} folders"
+            print(line)
+            if lv.get("last_error"):
+                print(f"  error now: {lv['last_error']}")
         print(f"  last sync: {_when(raw['last_sync'])}")
         if raw["last_error"]:
             print(f"  last error: {raw['last_error']}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -151,6 +151,7 @@ class AccountSync:
         *,
         policy: Policy,
         only_folder: str | None = None,
+        folders: Collection[str] | None = None,
         dry_run: bool = False,
         progress: Progress | None = None,
     ) -> None:
@@ -159,6 +160,7 @@ class AccountSync:
         self.session = session
         self.policy = policy
         self.only_folder = only_folder
+        self.folders = set(folders) if folders is not None else None
         self.dry_run = dry_run
         self.progress = progress
         self.store = MaildirStore(account.maildir, account.layout.value, exclude=[account.outbox])
@@ -196,6 +198,8 @@ class AccountSync:
             raise FolderError(f"no folder named {self.only_folder!r} on either side")
 
         def wanted(name: str) -> bool:
+            if self.folders is not None and name not in self.folders:
+                return False
             return self.only_folder is None or name == self.only_folder
 
         self._guard_folders(fplan.gone_local, fplan.gone_remote, known)
@@ -709,36 +713,53 @@ def sync_account(
     *,
     policy: Policy | None = None,
     only_folder: str | None = None,
+    folders: Collection[str] | None = None,
     dry_run: bool = False,
     progress: Progress | None = None,
+    session: ImapSession | None = None,
+    lock_wait: float = 30.0,
 ) -> SyncReport:
-    """Sync one IMAP account once, both ways. Raises for account-wide failures
-    (TransientError, AuthError, TLSError, StateError); folder failures are in the report."""
+    """Sync one IMAP account once, both ways.
+
+    Raises for account-wide failures (TransientError, AuthError, TLSError, StateError,
+    LockedError); folder failures are in the report. ``folders`` limits the message sync
+    to those folders (the daemon's IDLE and file-watch triggers); ``session`` reuses an
+    open connection (the daemon's), which is left open.
+    """
     if policy is None:
-        policy = Policy(
-            max_delete_share=account.max_delete_share,
-            guard_min_messages=account.guard_min_messages,
-        )
+        policy = account.policy
     assert account.imap is not None
-    with AccountLock(state_dir, account.name), State.for_account(state_dir, account.name) as st:
-        session = ImapSession(account.imap, secret)
-        with session:
-            run = AccountSync(
-                account,
-                st,
-                session,
-                policy=policy,
-                only_folder=only_folder,
-                dry_run=dry_run,
-                progress=progress,
-            )
+    lock = AccountLock(state_dir, account.name)
+    lock.acquire(wait=lock_wait)
+    try:
+        with State.for_account(state_dir, account.name) as st:
+            own = session is None
+            if session is None:
+                session = ImapSession(account.imap, secret)
+                session.connect()
             try:
-                report = run.run()
-            except SyncdError as exc:
+                run = AccountSync(
+                    account,
+                    st,
+                    session,
+                    policy=policy,
+                    only_folder=only_folder,
+                    folders=folders,
+                    dry_run=dry_run,
+                    progress=progress,
+                )
+                try:
+                    report = run.run()
+                except SyncdError as exc:
+                    if not dry_run:
+                        st.set_meta("last_error", str(exc))
+                    raise
                 if not dry_run:
-                    st.set_meta("last_error", str(exc))
-                raise
-            if not dry_run:
-                st.set_meta("last_sync", str(time.time()))
-                st.set_meta("last_error", None if report.ok else "some folders failed")
-            return report
+                    st.set_meta("last_sync", str(time.time()))
+                    st.set_meta("last_error", None if report.ok else "some folders failed")
+                return report
+            finally:
+                if own:
+                    session.close()
+    finally:
+        lock.release()

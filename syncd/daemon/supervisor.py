@@ -1,0 +1,567 @@
+"""The daemon's supervisor and per-account workers (see the package docstring)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from syncd.daemon.idle import AUTH_BACKOFF, IdleWatcher, backoff
+from syncd.daemon.notify import Notifier
+from syncd.daemon.watch import OUTBOX, Watcher
+from syncd.errors import (
+    AuthError,
+    ConfigError,
+    LockedError,
+    SyncdError,
+    TLSError,
+    TransientError,
+)
+
+if TYPE_CHECKING:
+    from syncd.config import AccountConfig, Config
+    from syncd.drivers.imap import ImapSession
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE = "daemon.json"
+DEBOUNCE = 0.25
+"""Wait this long after a local change for more (mutt renames hundreds of files at once)..."""
+DEBOUNCE_MAX = 1.0
+"""...but never longer than this after the first one."""
+NOOP_AFTER = 120.0
+"""Check a worker's connection with NOOP before use if it sat unused this long."""
+STUCK_AFTER = 900.0
+"""A worker that shows no sign of life for this long makes the daemon unhealthy."""
+
+
+@dataclass
+class WorkerStatus:
+    state: str = "starting"
+    last_sync: float | None = None
+    last_error: str | None = None
+    next_retry: float | None = None
+    pending: list[str] = field(default_factory=list)
+    idle: dict[str, bool] = field(default_factory=dict)
+    folders: int = 0
+
+
+class AccountWorker(threading.Thread):
+    """Does every sync of one account, one at a time, merging requests that pile up."""
+
+    def __init__(self, config: Config, account: AccountConfig) -> None:
+        super().__init__(name=f"worker-{account.name}", daemon=True)
+        self.config = config
+        self.account = account
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._all = True  # the first job is a full sync
+        self._send = account.smtp is not None
+        self._folders: set[str] = set()
+        self._not_before = 0.0
+        self._first_request: float | None = None
+        self._attempt = 0
+        self._next_poll = 0.0
+        self._session: ImapSession | None = None
+        self._session_used = 0.0
+        self.heartbeat = time.monotonic()
+        self.busy = False
+        self.status = WorkerStatus()
+        self.idlers: list[IdleWatcher] = []
+
+    # -- requests (any thread) -------------------------------------------------------
+
+    def request(self, folder: str | None = None, *, debounce: bool = False) -> None:
+        """Ask for a sync of ``folder`` (None: everything; OUTBOX: drain the outbox)."""
+        now = time.monotonic()
+        with self._cond:
+            if folder is None:
+                self._all = True
+            elif folder == OUTBOX:
+                self._send = True
+            else:
+                self._folders.add(folder)
+            if debounce:
+                if self._first_request is None:
+                    self._first_request = now
+                self._not_before = max(
+                    self._not_before, min(now + DEBOUNCE, self._first_request + DEBOUNCE_MAX)
+                )
+            self._cond.notify()
+
+    def kick(self) -> None:
+        """Reconnect and sync everything now (network back, resumed from suspend)."""
+        with self._cond:
+            self._attempt = 0
+            self._not_before = 0.0
+            self._all = True
+            self._send = self.account.smtp is not None
+            self._drop_session()
+            self._cond.notify()
+        for idler in self.idlers:
+            idler.kick()
+
+    def network_up(self) -> None:
+        """A connection to the server succeeded again: retry pending work now."""
+        with self._cond:
+            if self.status.state in ("offline", "waiting"):
+                self._attempt = 0
+                self._not_before = 0.0
+                self._cond.notify()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        for idler in self.idlers:
+            idler.stop()
+
+    # -- the worker thread -----------------------------------------------------------
+
+    def _secret_for(self, server: Any) -> Callable[[], str]:
+        from syncd.credentials import get_secret
+
+        return lambda: get_secret(server)
+
+    def run(self) -> None:
+        acct = self.account
+        if acct.imap is not None:
+            for folder in acct.imap.idle:
+                idler = IdleWatcher(
+                    acct.name,
+                    acct.imap,
+                    folder,
+                    self._secret_for(acct.imap),
+                    lambda f: self.request(f),
+                    on_connect=self.network_up,
+                )
+                self.idlers.append(idler)
+                idler.start()
+        try:
+            self._loop()
+        finally:
+            for idler in self.idlers:
+                idler.stop()
+            self._drop_session()
+
+    def _interval(self) -> float:
+        acct = self.account
+        if acct.imap is not None:
+            return float(acct.imap.poll_interval)
+        if acct.pop3 is not None:
+            return float(acct.pop3.interval)
+        return 300.0
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    self.heartbeat = now = time.monotonic()
+                    if self._stopping:
+                        return
+                    if now >= self._next_poll:
+                        self._all = True
+                        self._send = self._send or self.account.smtp is not None
+                    has_work = self._all or self._folders or self._send
+                    if has_work and now >= self._not_before:
+                        break
+                    wake = self._next_poll
+                    if has_work:
+                        wake = min(wake, self._not_before)
+                    self._cond.wait(timeout=max(0.05, min(wake - now, 60.0)))
+                do_all, folders, send = self._all, set(self._folders), self._send
+                self._all, self._folders, self._send = False, set(), False
+                self._first_request = None
+                if do_all:
+                    self._next_poll = time.monotonic() + self._interval()
+            self.busy = True
+            try:
+                self._work(do_all, folders, send)
+            finally:
+                self.busy = False
+                self.heartbeat = time.monotonic()
+
+    def _work(self, do_all: bool, folders: set[str], send: bool) -> None:
+        acct = self.account
+        self.status.state = "syncing"
+        self.status.pending = ["*"] if do_all else sorted(folders)
+        try:
+            if acct.imap is not None and (do_all or folders):
+                self._sync_imap(None if do_all else folders)
+            if acct.pop3 is not None and do_all:
+                self._poll_pop3()
+            if acct.smtp is not None and (send or do_all):
+                self._drain_outbox()
+        except (AuthError, TLSError) as exc:
+            self._failed(exc, AUTH_BACKOFF, "auth-failed", do_all, folders, send)
+            return
+        except LockedError as exc:
+            self._failed(exc, 5.0, "waiting", do_all, folders, send)
+            return
+        except TransientError as exc:
+            self._drop_session()
+            self._failed(exc, backoff(self._attempt), "offline", do_all, folders, send)
+            self._attempt += 1
+            return
+        except SyncdError as exc:
+            self._failed(exc, backoff(self._attempt + 6), "error", do_all, folders, send)
+            self._attempt += 1
+            return
+        except Exception as exc:  # the daemon must outlive any bug in one sync
+            log.exception("%s: sync failed unexpectedly", acct.name)
+            self._failed(exc, backoff(self._attempt + 6), "error", do_all, folders, send)
+            self._attempt += 1
+            return
+        self._attempt = 0
+        self.status.state = "idle"
+        self.status.last_sync = time.time()
+        self.status.next_retry = None
+        self.status.pending = []
+
+    def _failed(
+        self,
+        exc: BaseException,
+        delay: float,
+        state: str,
+        do_all: bool,
+        folders: set[str],
+        send: bool,
+    ) -> None:
+        log.warning("%s: %s; retrying in %.0f s", self.account.name, exc, delay)
+        self.status.state = state
+        self.status.last_error = str(exc)
+        self.status.next_retry = time.time() + delay
+        with self._cond:
+            # Keep the work: local changes made while offline are pushed on reconnect.
+            self._all = self._all or do_all
+            self._folders |= folders
+            self._send = self._send or send
+            self._not_before = time.monotonic() + delay
+
+    def _drop_session(self) -> None:
+        session, self._session = self._session, None
+        if session is not None:
+            with contextlib.suppress(Exception):
+                session.close()
+
+    def _imap_session(self) -> ImapSession:
+        from syncd.drivers.imap import ImapSession
+
+        acct = self.account
+        assert acct.imap is not None
+        now = time.monotonic()
+        if self._session is not None and now - self._session_used > NOOP_AFTER:
+            try:
+                self._session.noop()
+            except SyncdError:
+                self._drop_session()
+        if self._session is None:
+            session = ImapSession(acct.imap, self._secret_for(acct.imap))
+            session.connect()
+            self._session = session
+        self._session_used = now
+        return self._session
+
+    def _sync_imap(self, folders: set[str] | None) -> None:
+        from syncd.engine import sync_account
+
+        acct = self.account
+        assert acct.imap is not None
+        session = self._imap_session()
+
+        def progress(folder: str, done: int, total: int) -> None:
+            self.heartbeat = time.monotonic()
+
+        report = sync_account(
+            acct,
+            self.config.state_dir,
+            self._secret_for(acct.imap),
+            folders=folders,
+            session=session,
+            progress=progress,
+            lock_wait=60.0,
+        )
+        self._session_used = time.monotonic()
+        self.status.folders = len(report.folders) if folders is None else self.status.folders
+        errors = [f"{n}: {f.error}" for n, f in report.folders.items() if f.error]
+        self.status.last_error = "; ".join(errors) if errors else None
+        for name, fr in report.folders.items():
+            if fr.downloaded and acct.on_new_mail:
+                run_hook(acct.on_new_mail, acct.name, name, fr.downloaded)
+
+    def _poll_pop3(self) -> None:
+        import importlib
+
+        try:
+            fetch = importlib.import_module("syncd.engine.fetch")
+        except ImportError:
+            raise SyncdError("POP3 accounts are not supported by this version yet") from None
+        hook = getattr(fetch, "daemon_poll", None)
+        if hook is None:
+            raise SyncdError("POP3 polling is not available in this version")
+        hook(self.config, self.account)
+
+    def _drain_outbox(self) -> None:
+        import importlib
+
+        try:
+            send = importlib.import_module("syncd.engine.send")
+        except ImportError:
+            return
+        hook = getattr(send, "daemon_drain", None)
+        if hook is not None:
+            hook(self.config, self.account)
+
+
+def run_hook(argv: tuple[str, ...], account: str, folder: str, count: int) -> None:
+    """Run ``on_new_mail`` without a shell; its failure is logged, never fatal.
+
+    ``{account}``, ``{folder}`` and ``{count}`` in the arguments are replaced; when none
+    appears, the folder and count are appended as two arguments.
+    """
+    values = {"account": account, "folder": folder, "count": str(count)}
+    if any("{" in a for a in argv):
+        args = [a.format(**values) for a in argv]
+    else:
+        args = [*argv, folder, str(count)]
+    env = {**os.environ, "SYNCD_ACCOUNT": account, "SYNCD_FOLDER": folder, "SYNCD_NEW": str(count)}
+    try:
+        subprocess.Popen(  # noqa: S603 - the user's own configured command, no shell
+            args, env=env, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        log.warning("%s: on_new_mail hook %r failed to start: %s", account, argv[0], exc)
+
+
+class Supervisor:
+    """Runs the daemon until SIGTERM/SIGINT; see the package docstring."""
+
+    def __init__(self, config_path: Path | None, *, tick: float = 5.0) -> None:
+        self.config_path = config_path
+        self.tick = tick
+        self.notifier = Notifier()
+        if self.notifier.watchdog_interval:
+            self.tick = min(self.tick, self.notifier.watchdog_interval / 3)
+        self.workers: dict[str, AccountWorker] = {}
+        self.watcher: Watcher | None = None
+        self.config: Config | None = None
+        self._wake = threading.Event()
+        self._signals: list[int] = []
+        self.started = time.time()
+
+    # -- signals ---------------------------------------------------------------------
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signals.append(signum)
+        self._wake.set()
+
+    def _install_signals(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+            signal.signal(sig, self._on_signal)
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def _start(self, config: Config) -> None:
+        self.config = config
+        self.watcher = Watcher(self._on_local_change)
+        for acct in config.accounts:
+            worker = AccountWorker(config, acct)
+            self.workers[acct.name] = worker
+            try:
+                self.watcher.watch_maildir(acct.name, acct.maildir, acct.layout.value, acct.outbox)
+            except OSError as exc:
+                log.warning("%s: cannot watch %s for changes: %s", acct.name, acct.maildir, exc)
+            worker.start()
+        self.watcher.start()
+
+    def _stop_all(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        workers = list(self.workers.values())
+        for w in workers:
+            w.stop()
+        deadline = time.monotonic() + 10
+        for w in workers:
+            w.join(timeout=max(0.1, deadline - time.monotonic()))
+        self.workers = {}
+
+    def _on_local_change(self, account: str, folder: str) -> None:
+        worker = self.workers.get(account)
+        if worker is not None:
+            worker.request(folder, debounce=True)
+
+    def run(self) -> int:
+        from syncd.config import load_config
+
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("config error: %s", exc)
+            return 2
+        self._install_signals()
+        self._start(config)
+        self.notifier.ready(self.status_line())
+        log.info("syncd started: %s", self.status_line())
+        clock = _Clock()
+        try:
+            while True:
+                self._wake.wait(self.tick)
+                self._wake.clear()
+                signals, self._signals = self._signals, []
+                if any(s in (signal.SIGTERM, signal.SIGINT) for s in signals):
+                    break
+                if signal.SIGHUP in signals:
+                    self._reload()
+                if signal.SIGUSR1 in signals:
+                    log.info("SIGUSR1: syncing everything now")
+                    for w in self.workers.values():
+                        w.kick()
+                if clock.jumped():
+                    log.info("the clock jumped (suspend/resume?): reconnecting everything")
+                    for w in self.workers.values():
+                        w.kick()
+                self._write_status()
+                self.notifier.status(self.status_line())
+                if self.healthy():
+                    self.notifier.watchdog()
+        finally:
+            self.notifier.stopping()
+            log.info("stopping")
+            self._stop_all()
+            self._write_status(stopped=True)
+            self.notifier.close()
+        return 0
+
+    def _reload(self) -> None:
+        from syncd.config import load_config
+
+        self.notifier.reloading()
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error("SIGHUP: the new config is invalid, keeping the old one: %s", exc)
+            self.notifier.reloaded(self.status_line())
+            return
+        log.info("SIGHUP: reloading the config")
+        self._stop_all()
+        self._start(config)
+        self.notifier.reloaded(self.status_line())
+
+    def healthy(self) -> bool:
+        now = time.monotonic()
+        return all(
+            w.is_alive() and (not w.busy or now - w.heartbeat < STUCK_AFTER)
+            for w in self.workers.values()
+        )
+
+    # -- status ----------------------------------------------------------------------
+
+    def status_line(self) -> str:
+        workers = list(self.workers.values())
+        n = len(workers)
+        folders = sum(w.status.folders for w in workers)
+        offline = [w.account.name for w in workers if w.status.state in ("offline", "auth-failed")]
+        last = max((w.status.last_sync or 0 for w in workers), default=0)
+        parts = [f"{n} account{'s' if n != 1 else ''}", f"{folders} folders"]
+        parts.append(f"outbox {self._outbox_depth()}")
+        if offline:
+            parts.append("offline: " + ", ".join(offline))
+        parts.append("last sync " + (time.strftime("%H:%M", time.localtime(last)) if last else "-"))
+        return ", ".join(parts)
+
+    def _outbox_depth(self) -> int:
+        n = 0
+        for w in self.workers.values():
+            new = w.account.outbox / "new"
+            with contextlib.suppress(OSError):
+                n += sum(1 for e in os.scandir(new) if not e.name.startswith("."))
+        return n
+
+    def _write_status(self, *, stopped: bool = False) -> None:
+        if self.config is None:
+            return
+        data: dict[str, Any] = {
+            "pid": os.getpid(),
+            "started": self.started,
+            "updated": time.time(),
+            "running": not stopped,
+            "status": self.status_line(),
+            "accounts": {},
+        }
+        for name, w in self.workers.items():
+            st = w.status
+            data["accounts"][name] = {
+                "state": st.state,
+                "last_sync": st.last_sync,
+                "last_error": st.last_error,
+                "next_retry": st.next_retry,
+                "pending": st.pending,
+                "idle": {i.folder: i.connected for i in w.idlers},
+            }
+        write_status_file(self.config.state_dir, data)
+
+
+class _Clock:
+    """Notices suspend/resume: the boot-time clock runs on during suspend, monotonic not."""
+
+    def __init__(self) -> None:
+        self._offset = self._read()
+
+    @staticmethod
+    def _read() -> float:
+        boot = getattr(time, "CLOCK_BOOTTIME", None)
+        if boot is None:
+            return time.time() - time.monotonic()
+        return time.clock_gettime(boot) - time.monotonic()
+
+    def jumped(self, threshold: float = 10.0) -> bool:
+        now = self._read()
+        jumped = abs(now - self._offset) > threshold
+        self._offset = now
+        return jumped
+
+
+def write_status_file(state_dir: Path, data: dict[str, Any]) -> None:
+    """Atomically replace the daemon's status file (read by ``syncd status``)."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = state_dir / STATUS_FILE
+    tmp = path.with_suffix(".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        tmp.replace(path)
+    except OSError as exc:
+        log.warning("cannot write %s: %s", path, exc)
+
+
+def read_status_file(state_dir: Path) -> dict[str, Any] | None:
+    """The running daemon's status, or None when no daemon is running."""
+    path = state_dir / STATUS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not data.get("running"):
+        return None
+    pid = data.get("pid")
+    if not isinstance(pid, int):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return data

@@ -65,6 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--force", action="store_true", help="lift the mass-deletion guard for this run")
 
+    se = sub.add_parser("send", parents=[common], help="send what is queued in the outbox now")
+    se.add_argument("-a", "--account", help="only this account")
+    # Listed for --help only: main() hands `sendmail` to its own sendmail-style parser.
+    sub.add_parser(
+        "sendmail",
+        add_help=False,
+        help="queue one message from stdin in the outbox (sendmail-compatible; works offline)",
+    )
+
     st = sub.add_parser("status", parents=[common], help="what was synced when, and errors")
     st.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -80,6 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:1] == ["sendmail"]:
+        # sendmail's options (-oem, -odb, -ti, -F NAME ...) are not argparse's, and this
+        # path must stay fast: nothing else is imported or built.
+        return cmd_sendmail(words[1:])
     args = build_parser().parse_args(argv)
     from syncd.log import setup_logging
 
@@ -90,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {
         "run": cmd_run,
         "sync": cmd_sync,
+        "send": cmd_send,
         "status": cmd_status,
         "check": cmd_check,
         "password": cmd_password,
@@ -183,6 +198,11 @@ def cmd_sync(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     failed = False
     for acct in accounts:
+        # The outbox goes first: mail leaves as early as possible, a sync failure (IMAP
+        # down, POP3 not handled here) cannot hold it back, and the Sent copy made by the
+        # drain comes down in this same sync.
+        if acct.smtp is not None and not args.dry_run:
+            failed |= not _send_account(cfg, acct, args, force=False)
         try:
             report = _sync_one(cfg, acct, args)
         except SyncdError as exc:
@@ -319,6 +339,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                         "last_error": fs.last_error,
                     }
                 info["folders"] = folders
+        if acct.smtp is not None:
+            info["outbox"] = _outbox_info(acct, cfg.state_dir)
         accounts[acct.name] = info
     out["accounts"] = accounts
     from syncd.daemon.supervisor import read_status_file
@@ -371,6 +393,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             if f["last_error"]:
                 line += f"  ERROR: {f['last_error']}"
             print(line)
+        if isinstance(raw.get("outbox"), dict):
+            _print_outbox(raw["outbox"])
     return EXIT_OK
 
 

@@ -56,21 +56,31 @@ _MIGRATIONS: dict[int, str] = {
         PRIMARY KEY (folder, uid)
     ) WITHOUT ROWID;
     CREATE INDEX pairs_by_key ON pairs (folder, key);
-    -- POP3: every UIDL ever downloaded, so nothing is fetched twice (syncd.engine.fetch).
+    -- POP3: every UIDL downloaded, so nothing is fetched twice (syncd.engine.fetch).
+    -- state 'pending' is committed before the Maildir delivery (with the header fingerprint
+    -- fp, to re-find the file after a crash), 'delivered' after it, with the file's key.
+    -- gone_since: when the UIDL was first missing from the server's listing.
     CREATE TABLE pop3_seen (
         uidl TEXT PRIMARY KEY,
+        state TEXT NOT NULL,
         first_seen REAL NOT NULL,
+        folder TEXT NOT NULL,
         key TEXT,
-        deleted INTEGER NOT NULL DEFAULT 0
+        fp TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        gone_since REAL
     ) WITHOUT ROWID;
-    -- Outbox journal: one row per queued message file (syncd.engine.send).
+    -- Outbox journal: one row per outbox message a drain has touched, keyed by the file's
+    -- Maildir key (syncd.engine.send; phases in syncd.planner.outbox.Phase).
     CREATE TABLE outbox (
         name TEXT PRIMARY KEY,
-        state TEXT NOT NULL,
+        state TEXT NOT NULL,            -- queued | sending | sent | copied
         attempts INTEGER NOT NULL DEFAULT 0,
-        next_attempt REAL,
+        next_attempt REAL,              -- after a temporary failure; NULL: due now
         last_error TEXT,
         message_id TEXT,
+        delivered TEXT,                 -- JSON list: recipients the server accepted
+        refused TEXT,                   -- JSON list of [recipient, the server's answer]
         updated REAL
     ) WITHOUT ROWID;
     """,

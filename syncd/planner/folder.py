@@ -63,14 +63,20 @@ def plan_folder(
     notes: list[str] = []
     paired_keys: set[LocalKey] = set()
     deletes = {Side.REMOTE: 0, Side.LOCAL: 0}
-    # Changed survivors of a deletion on the other side, copied back after the loop.
-    restores: list[tuple[Pair, Side]] = []
-    # Keys whose pair is whole on the remote side: a second pair of the same key whose UID
-    # is gone was left behind by an interrupted re-pairing (see the restores below).
-    live_keys = {p.key for p in base if p.uid in remote}
+    # Changed survivors of a deletion on the other side, kept and copied back below.
+    kept_remote: list[Pair] = []
+    kept_local: list[Pair] = []
+    # A key paired twice was left by a re-pairing (see kept_local below) interrupted
+    # between recording the new pair and forgetting the old one: the newer UID wins.
+    newest: dict[LocalKey, Uid] = {}
+    for pair in base:
+        newest[pair.key] = max(pair.uid, newest.get(pair.key, pair.uid))
 
     for pair in sorted(base, key=lambda p: p.uid):
         paired_keys.add(pair.key)
+        if pair.uid != newest[pair.key]:
+            actions.append(Forget(pair.uid))
+            continue
         r = remote.get(pair.uid)
         lo = local.get(pair.key)
         if r is not None and lo is not None:
@@ -85,17 +91,15 @@ def plan_folder(
                 actions.append(Forget(pair.uid))
                 deletes[Side.REMOTE] += 1
             else:
-                restores.append((pair, Side.REMOTE))
+                kept_remote.append(pair)
         elif lo is not None:
             # Gone remotely.
-            if pair.key in live_keys:
-                actions.append(Forget(pair.uid))
-            elif lo == pair.flags:
+            if lo == pair.flags:
                 actions.append(Delete(Side.LOCAL, pair.key))
                 actions.append(Forget(pair.uid))
                 deletes[Side.LOCAL] += 1
             else:
-                restores.append((pair, Side.LOCAL))
+                kept_local.append(pair)
         else:
             actions.append(Forget(pair.uid))
 
@@ -118,51 +122,52 @@ def plan_folder(
     matched_local: set[LocalKey] = set()
     # A changed survivor is copied back, unless an earlier sync already did so and was
     # interrupted before recording the pair: then the unpaired copy is paired instead.
-    for pair, survivor in restores:
-        if survivor is Side.REMOTE:
-            r = remote[pair.uid]
-            keys = local_by_fp.get(pair.fp) if pair.fp is not None else None
-            if keys:
-                key = keys.pop(0)
-                matched_local.add(key)
-                notes.append(
-                    f"UID {pair.uid} was deleted locally but changed on the server; "
-                    f"keeping it, paired with its earlier download {key}"
-                )
-                lo = local[key]
-                merged = merge_flags(None, r, lo)
-                actions.extend(_sync_flags(pair.uid, key, r, lo, merged))
-                actions.append(Link(pair.uid, key, merged, pair.fp))
-            else:
-                notes.append(
-                    f"UID {pair.uid} was deleted locally but changed on the server; "
-                    "keeping it and downloading it again"
-                )
-                actions.append(Copy(Side.REMOTE, pair.uid, r, replaces=pair.uid))
+    # Survivors are taken in the order of their own side's identifiers, as new messages
+    # are, so that swapping the sides swaps the outcome.
+    for pair in kept_remote:
+        r = remote[pair.uid]
+        keys = local_by_fp.get(pair.fp) if pair.fp is not None else None
+        if keys:
+            key = keys.pop(0)
+            matched_local.add(key)
+            notes.append(
+                f"UID {pair.uid} was deleted locally but changed on the server; "
+                f"keeping it, paired with its earlier download {key}"
+            )
+            lo = local[key]
+            merged = merge_flags(None, r, lo)
+            actions.extend(_sync_flags(pair.uid, key, r, lo, merged))
+            actions.append(Link(pair.uid, key, merged, pair.fp))
         else:
-            lo = local[pair.key]
-            uids = remote_by_fp.get(pair.fp) if pair.fp is not None else None
-            if uids:
-                uid = uids.pop(0)
-                matched_remote.add(uid)
-                notes.append(
-                    f"local message {pair.key} was expunged on the server but changed "
-                    f"locally; keeping it, paired with its earlier upload UID {uid}"
-                )
-                r = remote[uid]
-                merged = merge_flags(None, r, lo)
-                # Forget first: a crash between the two leaves the key unpaired, which the
-                # next run matches by fingerprint (the engine links first; live_keys above
-                # covers that order).
-                actions.append(Forget(pair.uid))
-                actions.extend(_sync_flags(uid, pair.key, r, lo, merged))
-                actions.append(Link(uid, pair.key, merged, pair.fp))
-            else:
-                notes.append(
-                    f"local message {pair.key} was expunged on the server but changed "
-                    "locally; keeping it and uploading it again"
-                )
-                actions.append(Copy(Side.LOCAL, pair.key, lo, replaces=pair.uid))
+            notes.append(
+                f"UID {pair.uid} was deleted locally but changed on the server; "
+                "keeping it and downloading it again"
+            )
+            actions.append(Copy(Side.REMOTE, pair.uid, r, replaces=pair.uid))
+    for pair in sorted(kept_local, key=lambda p: p.key):
+        lo = local[pair.key]
+        uids = remote_by_fp.get(pair.fp) if pair.fp is not None else None
+        if uids:
+            uid = uids.pop(0)
+            matched_remote.add(uid)
+            notes.append(
+                f"local message {pair.key} was expunged on the server but changed "
+                f"locally; keeping it, paired with its earlier upload UID {uid}"
+            )
+            r = remote[uid]
+            merged = merge_flags(None, r, lo)
+            # Forget before Link: a crash between them leaves the key unpaired, which the
+            # next run matches by fingerprint. (The engine links first; ``newest`` above
+            # covers that order.)
+            actions.append(Forget(pair.uid))
+            actions.extend(_sync_flags(uid, pair.key, r, lo, merged))
+            actions.append(Link(uid, pair.key, merged, pair.fp))
+        else:
+            notes.append(
+                f"local message {pair.key} was expunged on the server but changed "
+                "locally; keeping it and uploading it again"
+            )
+            actions.append(Copy(Side.LOCAL, pair.key, lo, replaces=pair.uid))
 
     n_matched = 0
     if new_remote and new_local and remote_fps and local_fps:

@@ -17,10 +17,13 @@ def folder_selected(name: str, patterns: Sequence[str]) -> bool:
     candidates = {name, "INBOX"} if name.upper() == "INBOX" else {name}
     included = False
     for pattern in patterns:
-        if pattern.startswith("!"):
-            if any(fnmatchcase(c, pattern[1:]) for c in candidates):
+        exclude = pattern.startswith("!")
+        glob = pattern[1:] if exclude else pattern
+        if glob.upper() == "INBOX":
+            glob = "INBOX"
+        if any(fnmatchcase(c, glob) for c in candidates):
+            if exclude:
                 return False
-        elif any(fnmatchcase(c, pattern) for c in candidates):
             included = True
     return included
 

@@ -79,6 +79,7 @@ class AuthMethod(enum.Enum):
     PASSWORD = "password"  # noqa: S105  (the name of a method, not a secret)
     XOAUTH2 = "xoauth2"
     OAUTHBEARER = "oauthbearer"
+    APOP = "apop"  # POP3 only: the password never crosses the wire
 
 
 class SecretKind(enum.Enum):
@@ -778,6 +779,12 @@ class _Walker:
         auth = AuthMethod.PASSWORD
         if (auth_node := section.get("auth")) is not None:
             auth = self.choice(auth_node, section.path("auth"), AuthMethod, "auth method")
+            if auth is AuthMethod.APOP and role != "pop3":
+                self.fail(
+                    section.path("auth"),
+                    "auth: apop exists only for POP3; use password, xoauth2 or oauthbearer",
+                    _line(auth_node),
+                )
         secret = self.secret(section, account, role, auth)
 
         allow_plaintext = False

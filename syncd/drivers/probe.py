@@ -52,26 +52,15 @@ def probe(server: ServerConfig, secret: Callable[[], str]) -> str:
         return _probe_imap(server, secret, ImapSession)
     ctx = tls.make_context(server) if server.tls is not TlsMode.NONE else None
     if server.role == "pop3":
-        with _mapped(server):
-            if server.tls is TlsMode.IMPLICIT:
-                pop: poplib.POP3 = poplib.POP3_SSL(
-                    server.host, server.port, context=ctx, timeout=server.timeout
-                )
-            else:
-                pop = poplib.POP3(server.host, server.port, timeout=server.timeout)
-                if server.tls is TlsMode.STARTTLS:
-                    if "STLS" not in pop.capa():
-                        raise TLSError(f"{server.host}: POP3 server does not offer STLS")
-                    pop.stls(ctx)
-            try:
-                if server.tls is not TlsMode.NONE:
-                    tls.check_pin(pop.sock, server)
-                pop.user(server.username)
-                pop.pass_(secret())
-                count, _size = pop.stat()
-            finally:
-                with contextlib.suppress(Exception):
-                    pop.quit()
+        # The POP3 driver itself, so that check logs in exactly as a poll does (STLS, APOP,
+        # XOAUTH2) and reports [IN-USE] as a busy mailbox, not as a wrong password.
+        from syncd.config import Pop3Config
+        from syncd.drivers.pop3 import Pop3Session
+
+        assert isinstance(server, Pop3Config)
+        with Pop3Session(server, secret) as session:
+            count, _size = session.stat()
+            session.quit()
         return f"{count} messages waiting"
     with _mapped(server):
         smtp: smtplib.SMTP

@@ -1,0 +1,1 @@
+"""Tests of the pure planner: tables, properties and a state machine over an in-memory world."""

@@ -138,6 +138,8 @@ class _Snap:
     remote_fps: dict[Uid, Fingerprint]
     reset: bool
     plan: Plan = field(default_factory=Plan)
+    sizes_count: tuple[int, int] = (0, 0)
+    """(remote, local) message counts as listed, for the mass-deletion guard."""
 
 
 class AccountSync:
@@ -449,6 +451,7 @@ class AccountSync:
             remote_fps,
             reset,
         )
+        snap.sizes_count = (len(remote), len(local))
         snap.plan = plan_folder(
             remote,
             local,
@@ -456,6 +459,7 @@ class AccountSync:
             self.policy,
             remote_fps=remote_fps,
             local_fps=local_fps,
+            guard=False,
         )
         return snap
 
@@ -474,7 +478,8 @@ class AccountSync:
             listing = self.session.listing()
             remote, sizes = dict(listing.flags), listing.sizes
         snap = _Snap(name, 0, 0, 0, None, None, {}, entries, sizes, {}, {}, False)
-        snap.plan = plan_folder(remote, local, [], self.policy)
+        snap.sizes_count = (len(remote), len(local))
+        snap.plan = plan_folder(remote, local, [], self.policy, guard=False)
         return snap
 
     def _plan(self, snaps: dict[str, _Snap]) -> None:
@@ -483,6 +488,8 @@ class AccountSync:
             {n: s.base for n, s in snaps.items()},
             local_fps={n: s.local_fps for n, s in snaps.items()},
             remote_fps={n: s.remote_fps for n, s in snaps.items()},
+            policy=self.policy,
+            sizes={n: s.sizes_count for n, s in snaps.items()},
         )
         for name, plan in account_plan.folders.items():
             snaps[name].plan = plan

@@ -37,7 +37,7 @@ a mail reader is moved on the server instead of being uploaded again.
 """
 
 from syncd.planner.actions import Copy, Delete, Forget, Link, Move, Plan, SetFlags
-from syncd.planner.folder import merge_flags, plan_folder
+from syncd.planner.folder import guard_plan, merge_flags, plan_folder
 from syncd.planner.folders import FolderPlan, folder_selected, plan_folders
 from syncd.planner.moves import plan_moves
 
@@ -51,6 +51,7 @@ __all__ = [
     "Plan",
     "SetFlags",
     "folder_selected",
+    "guard_plan",
     "merge_flags",
     "plan_folder",
     "plan_folders",

@@ -48,8 +48,13 @@ def plan_folder(
     *,
     remote_fps: Mapping[Uid, Fingerprint] | None = None,
     local_fps: Mapping[LocalKey, Fingerprint] | None = None,
+    guard: bool = True,
 ) -> Plan:
     """Decide how to make ``remote`` and ``local`` agree, given the ``base``.
+
+    ``guard=False`` leaves the mass-deletion guard to the caller (:func:`guard_plan`),
+    which the engine applies after :func:`~syncd.planner.moves.plan_moves` has turned
+    moves out of this folder into moves, so archiving most of a folder is not refused.
 
     Pure and total. Invariants the tests check: applying the plan and planning again gives
     an empty plan; a message that has no pair in ``base`` is never deleted; swapping the
@@ -62,7 +67,6 @@ def plan_folder(
     actions: list[Action] = []
     notes: list[str] = []
     paired_keys: set[LocalKey] = set()
-    deletes = {Side.REMOTE: 0, Side.LOCAL: 0}
     # Changed survivors of a deletion on the other side, kept and copied back below.
     kept_remote: list[Pair] = []
     kept_local: list[Pair] = []
@@ -89,7 +93,6 @@ def plan_folder(
             if r == pair.flags:
                 actions.append(Delete(Side.REMOTE, pair.uid))
                 actions.append(Forget(pair.uid))
-                deletes[Side.REMOTE] += 1
             else:
                 kept_remote.append(pair)
         elif lo is not None:
@@ -97,7 +100,6 @@ def plan_folder(
             if lo == pair.flags:
                 actions.append(Delete(Side.LOCAL, pair.key))
                 actions.append(Forget(pair.uid))
-                deletes[Side.LOCAL] += 1
             else:
                 kept_local.append(pair)
         else:
@@ -194,22 +196,30 @@ def plan_folder(
         if key not in matched_local:
             actions.append(Copy(Side.LOCAL, key, local[key]))
 
-    refused = _guard(deletes, len(remote), len(local), policy)
-    if refused is not None:
-        return Plan((), tuple(notes), refused)
-    return Plan(tuple(actions), tuple(notes))
+    plan = Plan(tuple(actions), tuple(notes))
+    return guard_plan(plan, len(remote), len(local), policy) if guard else plan
 
 
-def _guard(deletes: dict[Side, int], n_remote: int, n_local: int, policy: Policy) -> str | None:
-    if policy.force:
-        return None
+def guard_plan(plan: Plan, n_remote: int, n_local: int, policy: Policy) -> Plan:
+    """The mass-deletion guard: withhold a plan that deletes too much of a folder.
+
+    ``n_remote``/``n_local`` are the folder's message counts on each side as listed.
+    A refused plan keeps its notes and holds no action at all.
+    """
+    if plan.refused is not None or policy.force:
+        return plan
+    deletes = {
+        side: sum(1 for a in plan.actions if isinstance(a, Delete) and a.side is side)
+        for side in (Side.REMOTE, Side.LOCAL)
+    }
     for side, size in ((Side.REMOTE, n_remote), (Side.LOCAL, n_local)):
         n = deletes[side]
         if size > policy.guard_min_messages and n > policy.max_delete_share * size:
             gone_on = "locally" if side is Side.REMOTE else "on the server"
-            return (
+            refused = (
                 f"refusing to delete {n} of {size} messages on the {side.value} side "
                 f"because they vanished {gone_on}; if that is really what you want, "
                 "run `syncd sync --force`"
             )
-    return None
+            return Plan((), plan.notes, refused)
+    return plan

@@ -10,8 +10,9 @@ from fnmatch import fnmatchcase
 def folder_selected(name: str, patterns: Sequence[str]) -> bool:
     """Whether ``name`` matches the account's ``folders:`` patterns.
 
-    Patterns are shell globs over the whole name ("*" also crosses "/"); a pattern starting
-    with "!" excludes. A name is selected when some include pattern matches and no
+    Patterns are globs over the whole name: "*" matches anything (also across "/"), "?"
+    one character; brackets are literal, so "![Gmail]/All Mail" means that folder. A
+    pattern starting with "!" excludes. A name is selected when some include pattern matches and no
     exclude pattern does. "INBOX" is compared case-insensitively, as IMAP does.
     """
     candidates = {name, "INBOX"} if name.upper() == "INBOX" else {name}
@@ -19,6 +20,7 @@ def folder_selected(name: str, patterns: Sequence[str]) -> bool:
     for pattern in patterns:
         exclude = pattern.startswith("!")
         glob = pattern[1:] if exclude else pattern
+        glob = glob.replace("[", "[[]")  # Gmail's "[Gmail]/..." is a name, not a class
         if glob.upper() == "INBOX":
             glob = "INBOX"
         if any(fnmatchcase(c, glob) for c in candidates):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from syncd.model import Fingerprint, LocalKey, Pair, Side, Uid
+from syncd.model import Fingerprint, LocalKey, Pair, Policy, Side, Uid
 from syncd.planner.actions import AccountPlan, Action, Copy, Delete, Forget, Move, Plan
+from syncd.planner.folder import guard_plan
 
 
 def plan_moves(
@@ -14,14 +15,18 @@ def plan_moves(
     *,
     local_fps: Mapping[str, Mapping[LocalKey, Fingerprint]] | None = None,
     remote_fps: Mapping[str, Mapping[Uid, Fingerprint]] | None = None,
+    policy: Policy | None = None,
+    sizes: Mapping[str, tuple[int, int]] | None = None,
 ) -> AccountPlan:
     """Turn "delete in folder A" + "copy the same message into folder B" into a move.
 
     A message is the same when it has the same local key (mail readers and notmuch keep
     the base name when they move a file) or the same header fingerprint as the deleted
-    pair. A local move becomes a server-side MOVE, a remote move a local rename: the
-    message is neither uploaded nor downloaded again. Pure; plans that were refused are
-    left as they are.
+    pair. With ``policy`` and ``sizes`` (folder -> (remote count, local count)) the
+    mass-deletion guard is applied to every folder afterwards; plan_folder must then have
+    been called with ``guard=False``. A local move becomes a server-side MOVE, a remote
+    move a local rename: the message is neither uploaded nor downloaded again. Pure;
+    plans that were refused are left as they are.
     """
     local_fps = local_fps or {}
     remote_fps = remote_fps or {}
@@ -82,4 +87,10 @@ def plan_moves(
             src_actions.remove(Forget(pair.uid))
 
     folders = {f: Plan(tuple(new_plans[f]), p.notes, p.refused) for f, p in plans.items()}
+    if policy is not None and sizes is not None:
+        # The mass-deletion guard runs after moves are taken out, so archiving most of a
+        # folder is a set of moves, not a refused mass deletion. A move touching a
+        # refused folder is dropped with it: nothing happens to that message this time.
+        folders = {f: guard_plan(p, *sizes.get(f, (0, 0)), policy) for f, p in folders.items()}
+        moves = [m for m in moves if not folders[m.src].refused and not folders[m.dst].refused]
     return AccountPlan(folders, tuple(moves))

@@ -407,3 +407,17 @@ def test_server_changes_are_fetched_incrementally(account, dovecot, mail_user):
     r = account.sync()
     assert "3 downloaded" in r.out and "2 flags pulled" in r.out and "1 deleted locally" in r.out
     assert len(account.local_files()) == 22
+
+
+def test_archiving_most_of_inbox_moves_instead_of_refusing(account, dovecot, mail_user):
+    for i in range(30):
+        dovecot.append(mail_user, "INBOX", msg(i))
+    dovecot.create_folder(mail_user, "Archive")
+    account.sync()
+    archive = account.maildir / "Archive" / "cur"
+    for p in account.local_files()[:25]:
+        p.rename(archive / (p.name.split(":")[0] + ":2,S"))
+    r = account.sync()
+    assert "25 moved" in r.out and "uploaded" not in r.out
+    assert len(account.remote_messages("INBOX")) == 5
+    assert len(account.remote_messages("Archive")) == 25

@@ -31,9 +31,9 @@ SELECTED = [
     ("Ärger", ["*"], True),
     ("Ärger", ["*", "!Ä*"], False),
     # Patterns are shell globs: a literal "[" is written "[[]".
-    ("[Gmail]/All Mail", ["*", "![[]Gmail]/All Mail"], False),
-    ("[Gmail]/Sent Mail", ["*", "![[]Gmail]/All Mail"], True),
-    ("[Gmail]/Sent Mail", ["[[]Gmail]/*"], True),
+    ("[Gmail]/All Mail", ["*", "![Gmail]/All Mail"], False),
+    ("[Gmail]/Sent Mail", ["*", "![Gmail]/All Mail"], True),
+    ("[Gmail]/Sent Mail", ["[Gmail]/*"], True),
     # INBOX is case-insensitive, in names and in patterns, as in IMAP.
     ("INBOX", ["INBOX"], True),
     ("Inbox", ["INBOX"], True),
@@ -144,3 +144,14 @@ def test_plan_folders_properties(
         plan.gone_remote,
         plan.forget,
     )
+
+
+def test_brackets_are_literal_so_gmail_folders_can_be_named():
+    from syncd.planner import folder_selected
+
+    patterns = ["*", "![Gmail]/All Mail"]
+    assert not folder_selected("[Gmail]/All Mail", patterns)
+    assert folder_selected("[Gmail]/Sent Mail", patterns)
+    assert folder_selected("G", patterns)  # "[Gmail]" is not a character class
+    assert folder_selected("[Gmail]/Starred", ["[Gmail]/*"])
+    assert not folder_selected("Gmail/Starred", ["[Gmail]/*"])

@@ -308,3 +308,52 @@ def test_plan_moves_is_pure_on_empty_input() -> None:
     w = FolderWorld.synced([(Flag.S, "x")])
     plan = w.plan()
     assert plan_moves({"INBOX": plan}, {"INBOX": w.base}).folders == {"INBOX": plan}
+
+
+def test_archiving_most_of_a_folder_is_moves_not_a_refused_mass_deletion():
+    from syncd.model import Fingerprint, Flag, LocalKey, Pair, Policy, Uid
+    from syncd.planner import Move, plan_folder, plan_moves
+
+    n = 30
+    inbox_base = {
+        Uid(i): Pair(Uid(i), LocalKey(f"k{i}"), Flag.S, Fingerprint(f"fp{i}")) for i in range(n)
+    }
+    moved = {LocalKey(f"k{i}") for i in range(25)}
+    inbox_local = {p.key: p.flags for p in inbox_base.values() if p.key not in moved}
+    inbox_remote = {u: p.flags for u, p in inbox_base.items()}
+    archive_local = {k: Flag.S for k in moved}
+    policy = Policy()
+    plans = {
+        "INBOX": plan_folder(
+            inbox_remote, inbox_local, list(inbox_base.values()), policy, guard=False
+        ),
+        "Archive": plan_folder({}, archive_local, [], policy, guard=False),
+    }
+    # Guarded on its own, the source folder would be refused (25 of 30 vanished)...
+    assert plan_folder(inbox_remote, inbox_local, list(inbox_base.values()), policy).refused
+    # ...but as moves it is fine.
+    out = plan_moves(
+        plans,
+        {"INBOX": inbox_base, "Archive": {}},
+        policy=policy,
+        sizes={"INBOX": (n, n - 25), "Archive": (0, 25)},
+    )
+    assert out.folders["INBOX"].refused is None
+    assert len(out.moves) == 25 and all(isinstance(m, Move) for m in out.moves)
+    assert out.folders["INBOX"].actions == () and out.folders["Archive"].actions == ()
+    # A real mass deletion next to the moves is still refused, and takes its moves along.
+    inbox_local2 = {}
+    plans2 = {
+        "INBOX": plan_folder(
+            inbox_remote, inbox_local2, list(inbox_base.values()), policy, guard=False
+        ),
+        "Archive": plan_folder({}, {LocalKey("k0"): Flag.S}, [], policy, guard=False),
+    }
+    out2 = plan_moves(
+        plans2,
+        {"INBOX": inbox_base, "Archive": {}},
+        policy=policy,
+        sizes={"INBOX": (n, 0), "Archive": (0, 1)},
+    )
+    assert out2.folders["INBOX"].refused
+    assert out2.moves == ()

@@ -300,16 +300,15 @@ class AccountWorker(threading.Thread):
                 run_hook(acct.on_new_mail, acct.name, name, fr.downloaded)
 
     def _poll_pop3(self) -> None:
-        import importlib
+        from syncd.engine.fetch import daemon_poll
 
-        try:
-            fetch = importlib.import_module("syncd.engine.fetch")
-        except ImportError:
-            raise SyncdError("POP3 accounts are not supported by this version yet") from None
-        hook = getattr(fetch, "daemon_poll", None)
-        if hook is None:
-            raise SyncdError("POP3 polling is not available in this version")
-        hook(self.config, self.account)
+        acct = self.account
+        report = daemon_poll(self.config, acct)
+        errors = [f"{n}: {f.error}" for n, f in report.folders.items() if f.error]
+        self.status.last_error = "; ".join(errors) if errors else None
+        for name, fr in report.folders.items():
+            if fr.downloaded and acct.on_new_mail:
+                run_hook(acct.on_new_mail, acct.name, name, fr.downloaded)
 
     def _drain_outbox(self) -> None:
         import importlib

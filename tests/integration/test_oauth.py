@@ -73,8 +73,8 @@ def test_oauth2_login_with_token_command(oauth_dovecot, tmp_path, mech):
         f"auth: {mech}\n      token_command: cat {token_file}",
     )
     acct.write_config = lambda: acct.config.write_text(text)  # type: ignore[method-assign]
-    r = acct.sync("-vv")
-    assert "1 downloaded" in r.out
+    r = acct.run("sync", "-vv")
+    assert r.code == 0 and "1 downloaded" in r.out, (r.err, oauth_dovecot.log_tail(40))
     assert TOKEN not in r.out + r.err
     # A revoked token is an authentication error, reported as such.
     del oauth_dovecot.tokens[TOKEN + mech]

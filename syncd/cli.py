@@ -298,6 +298,296 @@ def _print_report(report: SyncReport, args: argparse.Namespace) -> None:
                 print(f"{report.account}/{name}: note: {note}")
 
 
+# -- send, sendmail ------------------------------------------------------------------
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    from syncd.errors import ConfigError
+
+    cfg = _config_or_exit(args)
+    if isinstance(cfg, int):
+        return EXIT_FAILED  # CONTRACT: send exits 0 or 1
+    try:
+        accounts = _select_accounts(cfg, args.account)
+    except ConfigError as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    if args.account is None:
+        accounts = [a for a in accounts if a.smtp is not None]
+        if not accounts and not args.quiet:
+            print("syncd: no account has an smtp: section; nothing to send", file=sys.stderr)
+    results = [_send_account(cfg, acct, args, force=True) for acct in accounts]
+    return EXIT_OK if all(results) else EXIT_FAILED
+
+
+def _send_account(
+    cfg: Config, acct: AccountConfig, args: argparse.Namespace, *, force: bool
+) -> bool:
+    """Drain one account's outbox and print what happened; False when the user must act."""
+    from syncd.credentials import get_secret
+    from syncd.engine.send import drain
+    from syncd.errors import SyncdError
+
+    smtp, imap = acct.smtp, acct.imap
+    if smtp is None:
+        print(f"syncd: account {acct.name} has no smtp: section; it cannot send", file=sys.stderr)
+        return False
+    try:
+        report = drain(
+            acct,
+            cfg.state_dir,
+            lambda: get_secret(smtp),
+            imap_secret=(lambda: get_secret(imap)) if imap is not None else None,
+            force=force,
+            lock_wait=5.0,
+        )
+    except SyncdError as exc:
+        print(f"syncd: account {acct.name}: cannot send: {exc}", file=sys.stderr)
+        return False
+    name = acct.name
+    if not args.quiet:
+        for line in report.sent:
+            print(f"{name}: sent {line}")
+        if report.waiting:
+            print(
+                f"{name}: {report.waiting} message(s) wait for their next try "
+                "(`syncd send` sends them now)"
+            )
+    # The engine has logged each problem with its reason (warnings and errors show even
+    # with -q); one line sums them up.
+    problems = []
+    if report.retrying:
+        problems.append(f"{len(report.retrying)} not sent yet, kept queued for a retry")
+    if report.partial:
+        problems.append(f"{len(report.partial)} partly refused")
+    if report.failed:
+        problems.append(f"{len(report.failed)} failed, kept in {acct.outbox}/failed")
+    if any(not temporary for _, temporary in report.errors):
+        problems.append("an error needs fixing")
+    if problems:
+        print(f"{name}: outbox: {'; '.join(problems)} (`syncd status` lists them)", file=sys.stderr)
+    return report.ok
+
+
+def _outbox_info(acct: AccountConfig, state_dir: Path) -> dict[str, object]:
+    from syncd.engine.send import outbox_status
+    from syncd.errors import SyncdError
+
+    try:
+        status = outbox_status(acct, state_dir)
+    except SyncdError as exc:
+        return {"path": str(acct.outbox), "error": str(exc)}
+    return {
+        "path": str(acct.outbox),
+        "queued": status.queued,
+        "unfinished": status.unfinished,
+        "retrying": [
+            {
+                "message": item.key,
+                "subject": item.subject,
+                "attempts": item.attempts,
+                "next_attempt": item.next_attempt,
+                "last_error": item.last_error,
+            }
+            for item in status.retrying
+        ],
+        "failed": [{"file": str(f.path), "reason": f.reason} for f in status.failed],
+    }
+
+
+def _print_outbox(box: dict[str, object]) -> None:
+    if box.get("error"):
+        print(f"  outbox: ERROR: {box['error']}")
+        return
+    retrying = box.get("retrying") or []
+    failed = box.get("failed") or []
+    assert isinstance(retrying, list) and isinstance(failed, list)
+    parts = [f"{box['queued']} queued"]
+    if retrying:
+        parts.append(f"{len(retrying)} retrying")
+    if box.get("unfinished"):
+        parts.append(f"{box['unfinished']} sent, Sent copy pending")
+    if failed:
+        parts.append(f"{len(failed)} failed")
+    print(f"  outbox: {', '.join(parts)}")
+    for item in retrying:
+        assert isinstance(item, dict)
+        nxt = f"next try {_when(item['next_attempt'])}" if item["next_attempt"] else "next run"
+        print(
+            f"    retrying {item['subject'] or item['message']!r} ({item['attempts']} attempts, "
+            f"{nxt}): {item['last_error']}"
+        )
+    for item in failed:
+        assert isinstance(item, dict)
+        print(f"    failed {item['file']}: {item['reason']}")
+
+
+_SENDMAIL_USAGE = """\
+usage: syncd sendmail [-c FILE] [-a ACCOUNT] [-t] [-f FROM] [-i] [-oi] [RCPT ...] < MESSAGE
+
+Queue one message, read from stdin, in the account's outbox; `syncd send`, `syncd sync` or
+the daemon sends it. Works offline. Recipients are the RCPT arguments, plus the To/Cc/Bcc
+headers with -t (or when no RCPT is given). The account is -a, or the one whose from:
+addresses or username match -f/-r or the From header. Other sendmail options (-oem, -odb,
+-bm, -F NAME, -N, -R, -V ...) are accepted and ignored. Exit 0: queued; 75: not queued.
+"""
+# Letters of sendmail options that take a value (attached, -fme@x, or as the next word).
+_SENDMAIL_VALUE_OPTIONS = frozenset("abBcCdeFfhLMNoOpRrVX")
+
+
+def _parse_sendmail(argv: Sequence[str]) -> argparse.Namespace:
+    """getopt-style, like sendmail itself: bundled letters, attached values, ``--``.
+
+    Unknown letters are ignored, so whatever a mail reader passes cannot stop a message.
+    ValueError for an option missing its value or a mode other than -bm.
+    """
+    ns = argparse.Namespace(
+        config=None, account=None, extract=False, sender=None, verbose=0, quiet=False
+    )
+    ns.recipients = []
+    ns.help = False
+    ns.ignored = []
+    words = list(argv)
+    i = 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if word == "--":
+            ns.recipients.extend(words[i:])
+            break
+        if word.startswith("--"):
+            name, eq, value = word[2:].partition("=")
+            if name in ("config", "account"):
+                if not eq:
+                    if i >= len(words):
+                        raise ValueError(f"option --{name} needs a value")
+                    value, i = words[i], i + 1
+                setattr(ns, name, Path(value) if name == "config" else value)
+            elif name == "help":
+                ns.help = True
+            elif name in ("verbose", "quiet"):
+                ns.verbose += name == "verbose"
+                ns.quiet |= name == "quiet"
+            else:
+                ns.ignored.append(word)
+            continue
+        if not word.startswith("-") or word == "-":
+            ns.recipients.append(word)
+            continue
+        j = 1
+        while j < len(word):
+            letter = word[j]
+            j += 1
+            if letter == "q":  # -q[time]: queue runs, which syncd does on its own
+                ns.ignored.append(word)
+                break
+            if letter not in _SENDMAIL_VALUE_OPTIONS:
+                if letter == "t":
+                    ns.extract = True
+                elif letter == "v":
+                    ns.verbose += 1
+                elif letter != "i":
+                    ns.ignored.append(f"-{letter}")
+                continue
+            value = word[j:]
+            if not value:
+                if i >= len(words):
+                    raise ValueError(f"option -{letter} needs a value")
+                value, i = words[i], i + 1
+            if letter == "c":
+                ns.config = Path(value)
+            elif letter == "a":
+                ns.account = value
+            elif letter in "fr":
+                ns.sender = value
+            elif letter == "b" and value != "m":
+                raise ValueError(f"sendmail mode -b{value} is not supported; only -bm")
+            elif letter not in "ob":
+                ns.ignored.append(f"-{letter} {value}")
+            break
+    return ns
+
+
+def cmd_sendmail(argv: Sequence[str]) -> int:
+    """``syncd sendmail``: queue stdin in the outbox. 0 when queued, 75 when not."""
+    from syncd.log import setup_logging
+
+    def refuse(why: str) -> int:
+        print(f"syncd sendmail: {why}; the message was NOT queued", file=sys.stderr)
+        return EXIT_TEMPFAIL
+
+    try:
+        ns = _parse_sendmail(argv)
+    except ValueError as exc:
+        return refuse(str(exc))
+    if ns.help:
+        print(_SENDMAIL_USAGE, end="")
+        return EXIT_OK
+    setup_logging(-1 if ns.quiet else ns.verbose - 1)
+
+    from email.utils import getaddresses
+
+    from syncd.config import load_config
+    from syncd.drivers.outbox import Envelope, Malformed, Outbox, header_addresses
+    from syncd.errors import SyncdError
+
+    try:
+        raw = sys.stdin.buffer.read()
+    except (OSError, ValueError) as exc:
+        return refuse(f"cannot read the message from stdin: {exc}")
+    # -i/-oi: stdin is always read to its end, as msmtp does; a lone "." never ends it, so
+    # a message can never be cut short.
+    problem = None
+    try:
+        from_header, header_rcpts = header_addresses(raw)
+    except Malformed as exc:
+        from_header, header_rcpts, problem = [], [], str(exc)
+    try:
+        cfg = load_config(ns.config)
+        if ns.account is not None:
+            acct = cfg.account(ns.account)
+        else:
+            sender = ns.sender or (from_header[0] if from_header else "")
+            found = cfg.account_for_sender(sender) if sender else None
+            if found is None and len(cfg.accounts) == 1:
+                found = cfg.accounts[0]
+            if found is None:
+                return refuse(
+                    f"no account sends as {sender or '(no From address)'}; name the account "
+                    "with -a ACCOUNT, or list the address under the account's from:"
+                )
+            acct = found
+    except SyncdError as exc:
+        return refuse(str(exc))
+    if acct.smtp is None:
+        return refuse(f"account {acct.name} has no smtp: section, so it cannot send")
+
+    explicit = [a for _, a in getaddresses(ns.recipients) if a]
+    recipients: tuple[str, ...] | None = None
+    if explicit:
+        extra = header_rcpts if ns.extract else []
+        unique: dict[str, str] = {}
+        for address in [*explicit, *extra]:
+            unique.setdefault(address.casefold(), address)
+        recipients = tuple(unique.values())
+    elif not header_rcpts and problem is None:
+        problem = "the message has no recipients (no RCPT argument, no To, Cc or Bcc)"
+    envelope = Envelope(ns.sender or None, recipients, time.time())
+    try:
+        entry = Outbox(acct.outbox).enqueue(raw, envelope)
+    except SyncdError as exc:
+        return refuse(str(exc))
+    if problem is not None:
+        print(
+            f"syncd sendmail: warning: {problem}. It is queued as {entry.path}, and sending "
+            "will move it to failed/ with this reason",
+            file=sys.stderr,
+        )
+    elif ns.verbose:
+        print(f"syncd sendmail: queued as {entry.path}", file=sys.stderr)
+    return EXIT_OK
+
+
 # -- status --------------------------------------------------------------------------
 
 

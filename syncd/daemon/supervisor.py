@@ -54,6 +54,7 @@ class WorkerStatus:
     pending: list[str] = field(default_factory=list)
     idle: dict[str, bool] = field(default_factory=dict)
     folders: int = 0
+    send_error: str | None = None
 
 
 class AccountWorker(threading.Thread):
@@ -69,6 +70,9 @@ class AccountWorker(threading.Thread):
         self._send = account.smtp is not None
         self._folders: set[str] = set()
         self._not_before = 0.0
+        self._send_not_before = 0.0
+        self._send_due: float | None = None
+        self._send_attempt = 0
         self._first_request: float | None = None
         self._attempt = 0
         self._next_poll = 0.0
@@ -106,6 +110,8 @@ class AccountWorker(threading.Thread):
             self._not_before = 0.0
             self._all = True
             self._send = self.account.smtp is not None
+            self._send_not_before = 0.0
+            self._send_attempt = 0
             self._drop_session()
             self._cond.notify()
         for idler in self.idlers:
@@ -117,7 +123,10 @@ class AccountWorker(threading.Thread):
             if self.status.state in ("offline", "waiting"):
                 self._attempt = 0
                 self._not_before = 0.0
-                self._cond.notify()
+            if self._send_attempt:
+                self._send_attempt = 0
+                self._send_not_before = 0.0
+            self._cond.notify()
 
     def stop(self) -> None:
         with self._cond:
@@ -163,6 +172,8 @@ class AccountWorker(threading.Thread):
         return 300.0
 
     def _loop(self) -> None:
+        # Two channels with their own backoff: syncing mail, and draining the outbox, so
+        # an IMAP outage never holds mail back from a reachable SMTP server (or vice versa).
         while True:
             with self._cond:
                 while True:
@@ -172,55 +183,78 @@ class AccountWorker(threading.Thread):
                     if now >= self._next_poll:
                         self._all = True
                         self._send = self._send or self.account.smtp is not None
-                    has_work = self._all or self._folders or self._send
-                    if has_work and now >= self._not_before:
+                    if self._send_due is not None and now >= self._send_due:
+                        self._send, self._send_due = True, None
+                    mail_work = self._all or bool(self._folders)
+                    mail_ready = mail_work and now >= self._not_before
+                    send_ready = self._send and now >= self._send_not_before
+                    if mail_ready or send_ready:
                         break
                     wake = self._next_poll
-                    if has_work:
+                    if mail_work:
                         wake = min(wake, self._not_before)
+                    if self._send:
+                        wake = min(wake, self._send_not_before)
+                    if self._send_due is not None:
+                        wake = min(wake, self._send_due)
                     self._cond.wait(timeout=max(0.05, min(wake - now, 60.0)))
-                do_all, folders, send = self._all, set(self._folders), self._send
-                self._all, self._folders, self._send = False, set(), False
-                self._first_request = None
-                if do_all:
-                    self._next_poll = time.monotonic() + self._interval()
+                do_all = folders = None
+                if mail_ready:
+                    do_all, folders = self._all, set(self._folders)
+                    self._all, self._folders = False, set()
+                    self._first_request = None
+                    if do_all:
+                        self._next_poll = time.monotonic() + self._interval()
+                send = send_ready
+                if send:
+                    self._send = False
             self.busy = True
             try:
-                self._work(do_all, folders, send)
+                if do_all is not None and folders is not None:
+                    self._work(do_all, folders)
+                if send:
+                    self._work_send()
             finally:
                 self.busy = False
                 self.heartbeat = time.monotonic()
 
-    def _work(self, do_all: bool, folders: set[str], send: bool) -> None:
+    def _classify(self, exc: BaseException, attempt: int) -> tuple[float, str]:
+        """(delay, state) for a failure: never a hot loop, long waits for auth/TLS."""
+        if isinstance(exc, AuthError | TLSError):
+            return AUTH_BACKOFF, "auth-failed"
+        if isinstance(exc, LockedError):
+            return 5.0, "waiting"
+        if isinstance(exc, TransientError):
+            return backoff(attempt), "offline"
+        if not isinstance(exc, SyncdError):
+            log.error("%s: unexpected error", self.account.name, exc_info=exc)
+        return backoff(attempt + 6), "error"
+
+    def _work(self, do_all: bool, folders: set[str]) -> None:
         acct = self.account
+        if acct.imap is None and acct.pop3 is None:
+            return
         self.status.state = "syncing"
         self.status.pending = ["*"] if do_all else sorted(folders)
         try:
-            if acct.imap is not None and (do_all or folders):
+            if acct.imap is not None:
                 self._sync_imap(None if do_all else folders)
             if acct.pop3 is not None and do_all:
                 self._poll_pop3()
-            if acct.smtp is not None and (send or do_all):
-                self._drain_outbox()
-        except (AuthError, TLSError) as exc:
-            self._failed(exc, AUTH_BACKOFF, "auth-failed", do_all, folders, send)
-            return
-        except LockedError as exc:
-            self._failed(exc, 5.0, "waiting", do_all, folders, send)
-            return
-        except TransientError as exc:
-            self._drop_session()
-            self._failed(exc, backoff(self._attempt), "offline", do_all, folders, send)
+        except Exception as exc:  # the daemon must outlive any failure of one sync
+            if isinstance(exc, TransientError):
+                self._drop_session()
+            delay, state = self._classify(exc, self._attempt)
             self._attempt += 1
-            return
-        except SyncdError as exc:
-            self._failed(exc, backoff(self._attempt + 6), "error", do_all, folders, send)
-            self._attempt += 1
-            return
-        except Exception as exc:  # the daemon must outlive any bug in one sync
-            log.exception("%s: sync failed unexpectedly", acct.name)
-            self._failed(exc, backoff(self._attempt + 6), "error", do_all, folders, send)
-            self._attempt += 1
+            log.warning("%s: %s; retrying in %.0f s", acct.name, exc, delay)
+            self.status.state = state
+            self.status.last_error = str(exc)
+            self.status.next_retry = time.time() + delay
+            with self._cond:
+                # Keep the work: local changes made while offline are pushed on reconnect.
+                self._all = self._all or do_all
+                self._folders |= folders
+                self._not_before = time.monotonic() + delay
             return
         self._attempt = 0
         self.status.state = "idle"
@@ -228,25 +262,28 @@ class AccountWorker(threading.Thread):
         self.status.next_retry = None
         self.status.pending = []
 
-    def _failed(
-        self,
-        exc: BaseException,
-        delay: float,
-        state: str,
-        do_all: bool,
-        folders: set[str],
-        send: bool,
-    ) -> None:
-        log.warning("%s: %s; retrying in %.0f s", self.account.name, exc, delay)
-        self.status.state = state
-        self.status.last_error = str(exc)
-        self.status.next_retry = time.time() + delay
-        with self._cond:
-            # Keep the work: local changes made while offline are pushed on reconnect.
-            self._all = self._all or do_all
-            self._folders |= folders
-            self._send = self._send or send
-            self._not_before = time.monotonic() + delay
+    def _work_send(self) -> None:
+        acct = self.account
+        if acct.smtp is None:
+            return
+        try:
+            due = self._drain_outbox()
+        except Exception as exc:  # queued mail stays queued whatever happens
+            delay, _state = self._classify(exc, self._send_attempt)
+            self._send_attempt += 1
+            log.warning("%s: outbox: %s; retrying in %.0f s", acct.name, exc, delay)
+            self.status.send_error = str(exc)
+            with self._cond:
+                self._send = True
+                self._send_not_before = time.monotonic() + delay
+            return
+        self._send_attempt = 0
+        self.status.send_error = None
+        if due is not None:
+            # A message the server deferred (4xx): wake when its backoff ends.
+            with self._cond:
+                self._send_due = time.monotonic() + max(0.0, due - time.time())
+                self._cond.notify()
 
     def _drop_session(self) -> None:
         session, self._session = self._session, None
@@ -310,16 +347,12 @@ class AccountWorker(threading.Thread):
             if fr.downloaded and acct.on_new_mail:
                 run_hook(acct.on_new_mail, acct.name, name, fr.downloaded)
 
-    def _drain_outbox(self) -> None:
-        import importlib
+    def _drain_outbox(self) -> float | None:
+        """Drain the outbox, respecting each message's backoff; returns when to try next."""
+        from syncd.engine.send import daemon_drain
 
-        try:
-            send = importlib.import_module("syncd.engine.send")
-        except ImportError:
-            return
-        hook = getattr(send, "daemon_drain", None)
-        if hook is not None:
-            hook(self.config, self.account)
+        report = daemon_drain(self.config, self.account)
+        return report.next_due
 
 
 def run_hook(argv: tuple[str, ...], account: str, folder: str, count: int) -> None:
@@ -506,6 +539,7 @@ class Supervisor:
                 "last_error": st.last_error,
                 "next_retry": st.next_retry,
                 "pending": st.pending,
+                "outbox_error": st.send_error,
                 "idle": {i.folder: i.connected for i in w.idlers},
             }
         write_status_file(self.config.state_dir, data)

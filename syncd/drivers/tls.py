@@ -49,9 +49,10 @@ def check_pin(sock: object, server: ServerConfig) -> None:
 def describe(exc: ssl.SSLError, server: ServerConfig) -> str:
     """A sentence naming what went wrong with the server's certificate."""
     if isinstance(exc, ssl.SSLCertVerificationError):
-        reason = exc.verify_message or exc.reason or str(exc)
+        reason = exc.verify_message or getattr(exc, "reason", None) or str(exc)
         return (
             f"{server.role} server {server.host}:{server.port}: certificate not trusted "
             f"({reason}); set ca_file for a private CA or fingerprint to pin it"
         )
-    return f"{server.role} server {server.host}:{server.port}: TLS failed: {exc.reason or exc}"
+    reason = getattr(exc, "reason", None) or exc
+    return f"{server.role} server {server.host}:{server.port}: TLS failed: {reason}"

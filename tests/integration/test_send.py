@@ -695,3 +695,39 @@ def test_every_smtplib_and_ssl_exception_is_mapped(exc: BaseException, tmp_path:
     if isinstance(exc, ssl.SSLCertVerificationError):
         assert isinstance(mapped, TLSError)
     assert isinstance(mapped, TransientError | TLSError | StoreError)
+
+
+@pytest.mark.dovecot
+@pytest.mark.slow
+def test_daemon_sends_while_the_imap_server_is_down(
+    smtpd: Smtpd, certs: CertFiles, tmp_path: Path
+) -> None:
+    """An IMAP outage must not hold mail back from a reachable SMTP server."""
+    from tests.integration.test_daemon import Daemon
+    from tests.servers.dovecot import Dovecot
+
+    with Dovecot(tmp_path / "server") as server:
+        (tmp_path / "acct").mkdir()
+        account = Account(server, server.add_user(), tmp_path / "acct")
+        account.extra = f"""    smtp:
+      host: 127.0.0.1
+      port: {smtpd.port}
+      tls: starttls
+      username: {smtpd.user}
+      password_command: echo {smtpd.password}
+      ca_file: {certs.ca_pem}
+      sent_folder: null
+"""
+        daemon = Daemon(account, tmp_path)
+        try:
+            daemon.wait_message("READY=1")
+            server.stop()
+            time.sleep(1.0)  # the worker notices and backs off its mail sync
+            r = run_cli(["sendmail", "-c", str(account.config)], message(1))
+            assert r.code == 0, r.err
+            deadline = time.monotonic() + 10
+            while not smtpd.messages() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(smtpd.messages()) == 1, daemon.text()
+        finally:
+            assert daemon.stop() == 0

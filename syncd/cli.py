@@ -629,6 +629,12 @@ def cmd_status(args: argparse.Namespace) -> int:
                         "last_error": fs.last_error,
                     }
                 info["folders"] = folders
+                poll = st.get_meta("pop3_last_poll")
+                if poll:
+                    try:
+                        info["pop3"] = json.loads(poll)
+                    except ValueError:
+                        info["pop3"] = None
         if acct.smtp is not None:
             info["outbox"] = _outbox_info(acct, cfg.state_dir)
         accounts[acct.name] = info
@@ -672,7 +678,19 @@ def cmd_status(args: argparse.Namespace) -> int:
             print(f"  last error: {raw['last_error']}")
         folders = raw["folders"]
         assert isinstance(folders, dict)
-        if not folders:
+        pop = raw.get("pop3")
+        if isinstance(pop, dict):
+            line = (
+                f"  last poll: {pop.get('server_messages')} on the server, "
+                f"{pop.get('downloaded')} downloaded into {pop.get('folder')}, "
+                f"{pop.get('deleted')} deleted on the server"
+            )
+            if pop.get("too_big"):
+                line += f", {pop['too_big']} skipped as larger than max_size"
+            print(line)
+            for note in pop.get("notes") or []:
+                print(f"    note: {note}")
+        elif not folders:
             print("  no folder synced yet")
         width = max((len(f) for f in folders), default=0)
         for fname, f in folders.items():

@@ -350,6 +350,9 @@ def test_max_size_leaves_big_mail_on_the_server(acct: PopAccount) -> None:
     assert acct.remote() == Counter(big)
     (summary,) = acct.sql("SELECT value FROM meta WHERE key = 'pop3_last_poll'")
     assert '"too_big": 1' in summary[0]
+    status = acct.run("status")
+    assert "1 downloaded into INBOX" in status.out
+    assert "1 skipped as larger than max_size" in status.out
 
 
 @dovecot_test

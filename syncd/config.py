@@ -64,6 +64,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+SPECIAL_FOLDERS: tuple[tuple[str, str], ...] = (
+    ("sent", "Sent"),
+    ("drafts", "Drafts"),
+    ("trash", "Trash"),
+    ("junk", "Junk"),
+    ("archive", "Archive"),
+)
+"""Default local names of the server's special-use folders (RFC 6154)."""
+
+
 class TlsMode(enum.Enum):
     IMPLICIT = "implicit"
     STARTTLS = "starttls"
@@ -130,6 +140,9 @@ class ImapConfig(ServerConfig):
     poll_interval: int
     idle_interval: int
     """Seconds before an IDLE is re-issued (RFC 2177 asks for less than 29 minutes)."""
+    special_folders: tuple[tuple[str, str], ...] | None = SPECIAL_FOLDERS
+    """SPECIAL-USE role -> local name (RFC 6154): the server's \\Sent folder, whatever its
+    name, is the local folder "Sent". None (``special_folders: false``) keeps server names."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +362,7 @@ _SERVER_KEYS: Final = (
     "timeout",
 )
 _ROLE_KEYS: Final = {
-    "imap": ("folders", "idle", "poll_interval", "idle_interval"),
+    "imap": ("folders", "idle", "poll_interval", "idle_interval", "special_folders"),
     "pop3": ("interval", "leave_on_server", "folder", "max_size"),
     "smtp": ("sent_folder",),
 }
@@ -910,13 +923,28 @@ class _Walker:
             idle_interval = self.integer(
                 reidle_node, section.path("idle_interval"), 1, _MAX_IDLE_INTERVAL
             )
+        special: tuple[tuple[str, str], ...] | None = SPECIAL_FOLDERS
+        if (special_node := section.get("special_folders")) is not None:
+            special = self.special_folders(special_node, section.path("special_folders"))
         return ImapConfig(
             **common,
             folders=folders,
             idle=idle,
             poll_interval=poll_interval,
             idle_interval=idle_interval,
+            special_folders=special,
         )
+
+    def special_folders(self, node: Node, keypath: str) -> tuple[tuple[str, str], ...] | None:
+        """``false`` (keep server names) or a mapping of roles to local folder names."""
+        if isinstance(node, ScalarNode) and node.tag == _BOOL:
+            return SPECIAL_FOLDERS if self.boolean(node, keypath) else None
+        roles = [role for role, _ in SPECIAL_FOLDERS]
+        section = self.mapping(node, keypath, roles, "role: local folder name, or false")
+        chosen = dict(SPECIAL_FOLDERS)
+        for role, _key, value in section:
+            chosen[role] = self.text(value, section.path(role), what="a folder name")
+        return tuple((role, chosen[role]) for role in roles)
 
     def pop3(self, account: str, node: Node, kp: str) -> Pop3Config:
         section, common = self.server(account, "pop3", node, kp)

@@ -154,6 +154,7 @@ class ImapSession:
         self.delimiter = "/"
         self.selected: str | None = None
         self._server_names: dict[str, str] = {}
+        self._skipped_all: set[str] = set()
 
     # -- connection ------------------------------------------------------------------
 
@@ -247,18 +248,33 @@ class ImapSession:
     def list_folders(self) -> dict[str, str]:
         """Selectable folders: our name (components joined by "/") -> the server's name.
 
-        Names whose components contain "/" while the server separates with something
-        else cannot be told apart locally; they are skipped with a warning.
+        Special-use folders (RFC 6154) get the local names of ``special_folders``, so the
+        server's ``[Gmail]/Sent Mail`` is the folder ``Sent``; ``\\All`` (Gmail's "All
+        Mail", which holds every message a second time) is left out. Names whose
+        components contain "/" while the server separates with something else cannot be
+        told apart locally; they are skipped with a warning.
         """
         with map_errors("LIST"):
             rows = self.client.list_folders()
+        special = dict(self.cfg.special_folders or ())
         out: dict[str, str] = {}
+        aliases: list[tuple[str, str]] = []
         for flags, delim, name in rows:
             if isinstance(name, bytes):
                 name = name.decode("utf-8", "replace")
             sep = delim.decode() if isinstance(delim, bytes) else (delim or "/")
             self.delimiter = sep
-            if any(f.lower() in (b"\\noselect", b"\\nonexistent") for f in flags):
+            lowered = {f.lower() if isinstance(f, bytes) else f.lower().encode() for f in flags}
+            if lowered & {b"\\noselect", b"\\nonexistent"}:
+                continue
+            if b"\\all" in lowered and name.upper() != "INBOX":
+                if name not in self._skipped_all:
+                    self._skipped_all.add(name)
+                    log.info(
+                        "folder %r holds all mail (\\All) and is not synced, so that every "
+                        "message is not stored twice",
+                        name,
+                    )
                 continue
             if name.upper() == "INBOX":
                 out["INBOX"] = name
@@ -267,7 +283,25 @@ class ImapSession:
             if sep != "/" and any("/" in p for p in parts):
                 log.warning("folder %r has a '/' inside a name component; not synced", name)
                 continue
+            role = next((r for r in special if b"\\" + r.encode() in lowered), None)
+            if role is not None:
+                aliases.append((special[role], name))
             out["/".join(parts)] = name
+        for alias, name in aliases:
+            canonical = "/".join(name.split(self.delimiter))
+            if alias == canonical:
+                continue
+            if alias in out:
+                log.warning(
+                    "folder %r is the server's %s folder, but another folder is named %r; "
+                    "keeping the server's name",
+                    name,
+                    alias,
+                    alias,
+                )
+                continue
+            del out[canonical]
+            out[alias] = name
         self._server_names = out
         return out
 

@@ -227,6 +227,7 @@ class Dovecot:
         die_with_parent: bool = True,
         start_timeout: float = 15.0,
         oauth2_url: str | None = None,
+        special_use: dict[str, str] | None = None,
     ) -> None:
         self.base = Path(base).resolve()
         if re.search(r'[\s"\\]', str(self.base)):
@@ -238,6 +239,9 @@ class Dovecot:
         # With an OAuth2 token introspection URL, XOAUTH2 and OAUTHBEARER logins are
         # checked by asking that URL (a tiny HTTP server in the test) about the token.
         self.oauth2_url = oauth2_url
+        # Mailbox name -> RFC 6154 flag (e.g. {"[Gmail]/Sent Mail": "\\Sent"}): created for
+        # every user and listed with that flag, like Gmail's folders.
+        self.special_use = dict(special_use or {})
         self.host = HOST
         self.imap_port = self.pop3_port = self.lmtp_port = 0
         self.imaps_port = self.pop3s_port = 0  # stay 0 without TLS
@@ -499,6 +503,10 @@ class Dovecot:
                 f"    port = {self.pop3s_port}\n    ssl = yes\n  }}\n"
             )
         chroot = "" if self._as_root else "  chroot =\n"
+        special = "".join(
+            f'  mailbox "{name}" {{\n    special_use = {flag}\n    auto = create\n  }}\n'
+            for name, flag in self.special_use.items()
+        )
         oauth_mechs = oauth_passdb = ""
         if self.oauth2_url is not None:
             oauth_conf = self.base / "oauth2.conf.ext"
@@ -554,7 +562,7 @@ namespace inbox {{
   inbox = yes
   separator = /
   prefix =
-}}
+{special}}}
 
 # Deliver byte for byte: no Received:/Delivered-To:; user+Folder delivers into Folder.
 lmtp_add_received_header = no

@@ -831,3 +831,23 @@ def test_mutated_valid_config_gives_config_or_config_error_with_a_line(data: st.
         assert err.line is not None and err.line >= 1, str(err)
     else:
         assert isinstance(result, Config)
+
+
+def test_special_folders_default_custom_and_off():
+    from syncd.config import SPECIAL_FOLDERS, parse_config
+
+    def imap(extra: str):
+        text = (
+            "accounts:\n  a:\n    maildir: /tmp/m-special\n    imap:\n      host: localhost\n"
+            "      username: u\n      password_command: echo x\n" + extra
+        )
+        acct = parse_config(text).accounts[0]
+        assert acct.imap is not None
+        return acct.imap.special_folders
+
+    assert imap("") == SPECIAL_FOLDERS
+    assert imap("      special_folders: false\n") is None
+    custom = dict(imap("      special_folders:\n        sent: Gesendet\n") or ())
+    assert custom["sent"] == "Gesendet" and custom["trash"] == "Trash"
+    with pytest.raises(ConfigError, match=r"special_folders\.outbox"):
+        imap("      special_folders:\n        outbox: X\n")

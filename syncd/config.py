@@ -141,6 +141,9 @@ class ImapConfig(ServerConfig):
     idle_interval: int
     """Seconds before an IDLE is re-issued (RFC 2177 asks for less than 29 minutes)."""
     special_folders: tuple[tuple[str, str], ...] | None = SPECIAL_FOLDERS
+    tunnel: str | None = None
+    """A command speaking IMAP on its stdin/stdout (``ssh host /usr/lib/dovecot/imap``),
+    run through the shell, in place of a network connection (mbsync's Tunnel)."""
     """SPECIAL-USE role -> local name (RFC 6154): the server's \\Sent folder, whatever its
     name, is the local folder "Sent". None (``special_folders: false``) keeps server names."""
 
@@ -362,7 +365,7 @@ _SERVER_KEYS: Final = (
     "timeout",
 )
 _ROLE_KEYS: Final = {
-    "imap": ("folders", "idle", "poll_interval", "idle_interval", "special_folders"),
+    "imap": ("folders", "idle", "poll_interval", "idle_interval", "special_folders", "tunnel"),
     "pop3": ("interval", "leave_on_server", "folder", "max_size"),
     "smtp": ("sent_folder",),
 }
@@ -766,7 +769,24 @@ class _Walker:
         """Check the keys every server section shares; returns them as constructor kwargs."""
         known = _SERVER_KEYS + _ROLE_KEYS[role]
         section = self.mapping(node, kp, known, what=f"the {role} server's settings")
-        host = self.text(self.require(section, "host"), section.path("host"), what="a host name")
+        tunnel: str | None = None
+        if (tunnel_node := section.get("tunnel")) is not None:
+            tunnel = self.text(tunnel_node, section.path("tunnel"), what="a command").strip()
+            if not tunnel:
+                self.fail(section.path("tunnel"), "the command is empty", _line(tunnel_node))
+            for key in ("host", "port", "tls", "ca_file", "fingerprint"):
+                if (other := section.get(key)) is not None:
+                    self.fail(
+                        section.path(key),
+                        f"{key} has no meaning with tunnel: (the command is the connection)",
+                        _line(other),
+                    )
+        if tunnel is not None:
+            host = "localhost"  # never contacted: the tunnel command is the connection
+        else:
+            host = self.text(
+                self.require(section, "host"), section.path("host"), what="a host name"
+            )
         host = host.strip()
         if any(ch.isspace() for ch in host):
             self.fail(
@@ -783,12 +803,17 @@ class _Walker:
             tls = self.choice(tls_node, section.path("tls"), TlsMode, "tls mode")
         else:
             tls = _default_tls(role, port)
+        if tunnel is not None:
+            tls = TlsMode.NONE  # the command's own transport (ssh) protects the session
         if port is None:
             port = _default_port(role, tls)
 
-        username = self.text(
-            self.require(section, "username"), section.path("username"), what="a user name"
-        )
+        if tunnel is not None and section.get("username") is None:
+            username = ""  # a tunnel to a preauthenticated IMAP process needs no login
+        else:
+            username = self.text(
+                self.require(section, "username"), section.path("username"), what="a user name"
+            )
         auth = AuthMethod.PASSWORD
         if (auth_node := section.get("auth")) is not None:
             auth = self.choice(auth_node, section.path("auth"), AuthMethod, "auth method")
@@ -933,7 +958,12 @@ class _Walker:
             poll_interval=poll_interval,
             idle_interval=idle_interval,
             special_folders=special,
+            tunnel=self._tunnel(section),
         )
+
+    def _tunnel(self, section: _Mapping) -> str | None:
+        node = section.get("tunnel")
+        return None if node is None else self.text(node, section.path("tunnel")).strip()
 
     def special_folders(self, node: Node, keypath: str) -> tuple[tuple[str, str], ...] | None:
         """``false`` (keep server names) or a mapping of roles to local folder names."""

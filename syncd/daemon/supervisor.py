@@ -144,7 +144,13 @@ class AccountWorker(threading.Thread):
 
     def run(self) -> None:
         acct = self.account
-        if acct.imap is not None:
+        if acct.imap is not None and acct.imap.tunnel and acct.imap.idle:
+            log.info(
+                "%s: IDLE needs a socket, which a tunnel: command has not; polling every %d s",
+                acct.name,
+                acct.imap.poll_interval,
+            )
+        elif acct.imap is not None:
             for folder in acct.imap.idle:
                 idler = IdleWatcher(
                     acct.name,

@@ -101,6 +101,19 @@ def _text(exc: BaseException) -> str:
     return s
 
 
+def _tunnel_client(command: str) -> IMAPClient:
+    from imapclient import IMAPClient
+
+    class TunnelClient(IMAPClient):  # type: ignore[misc]
+        # imapclient sets a socket read timeout even in stream mode, where there is no
+        # socket; a tunnel's own transport (ssh) has to notice a dead peer instead.
+        def _set_read_timeout(self) -> None:
+            pass
+
+    client: IMAPClient = TunnelClient(command, stream=True, ssl=False)
+    return client
+
+
 @dataclass(frozen=True, slots=True)
 class FolderStatus:
     uidvalidity: int
@@ -172,15 +185,23 @@ class ImapSession:
         cfg = self.cfg
         where = f"IMAP {cfg.host}:{cfg.port}"
         ctx = tls.make_context(cfg) if cfg.tls is not TlsMode.NONE else None
+        tunnel = getattr(cfg, "tunnel", None)
+        if tunnel:
+            where = "IMAP tunnel"
         try:
             with map_errors(where):
-                client = IMAPClient(
-                    cfg.host,
-                    port=cfg.port,
-                    ssl=cfg.tls is TlsMode.IMPLICIT,
-                    ssl_context=ctx,
-                    timeout=cfg.timeout,
-                )
+                if tunnel:
+                    # imaplib's IMAP4_stream runs the command through the shell, as
+                    # mbsync's Tunnel does (users write ssh command lines there).
+                    client = _tunnel_client(tunnel)
+                else:
+                    client = IMAPClient(
+                        cfg.host,
+                        port=cfg.port,
+                        ssl=cfg.tls is TlsMode.IMPLICIT,
+                        ssl_context=ctx,
+                        timeout=cfg.timeout,
+                    )
         except TLSError as exc:
             cause = exc.__cause__
             if isinstance(cause, ssl.SSLError):
@@ -201,8 +222,11 @@ class ImapSession:
                         raise TLSError(tls.describe(exc, cfg)) from exc
                 if cfg.tls is not TlsMode.NONE:
                     tls.check_pin(client.socket(), cfg)
-                secret = self._secret()
-                if cfg.auth is AuthMethod.XOAUTH2:
+                preauth = client._imap.state == "AUTH"
+                secret = "" if preauth else self._secret()
+                if preauth:
+                    pass  # PREAUTH greeting: the tunnel is already logged in
+                elif cfg.auth is AuthMethod.XOAUTH2:
                     client.oauth2_login(cfg.username, secret)
                 elif cfg.auth is AuthMethod.OAUTHBEARER:
                     client.oauthbearer_login(cfg.username, secret)

@@ -160,18 +160,20 @@ def _file_name(key: str, flags: Flag, extra: str, subdir: str) -> str:
     return f"{key}:2,{letters}"
 
 
-def _hostname() -> str:
+def hostname() -> str:
     # The Maildir spec's escapes: "/" and ":" would break the path and the info separator.
     return socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
 
-def _unique_name(pid: int, host: str) -> str:
+def unique_name(pid: int, host: str) -> str:
+    """A Maildir file name no other delivery uses: time, microseconds, pid, counter, host."""
     now = time.time_ns()
     sec, rest = divmod(now, 1_000_000_000)
     return f"{sec}.M{rest // 1000}P{pid}Q{next(_counter)}.{host}"
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a rename, a new file) durable."""
     fd = os.open(path, _O_DIR)
     try:
         os.fsync(fd)
@@ -265,7 +267,7 @@ class MaildirStore:
         try:
             if not self.root.exists():
                 self.root.mkdir(mode=_DIR_MODE, parents=True)
-                _fsync_dir(self.root.parent)
+                fsync_dir(self.root.parent)
         except OSError as exc:
             raise StateError(f"cannot create Maildir root {self.root}: {_os_message(exc)}") from exc
         found = self._read_marker(marker)
@@ -315,7 +317,7 @@ class MaildirStore:
         except OSError:
             tmp.unlink(missing_ok=True)
             raise
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
 
     # -- naming ----------------------------------------------------------------------
 
@@ -417,9 +419,9 @@ class MaildirStore:
             if self.layout == "maildir++" and folder.path != self.root:
                 # Courier and Dovecot mark maildir++ subfolders with this empty file.
                 (folder.path / "maildirfolder").touch(mode=_FILE_MODE, exist_ok=True)
-            _fsync_dir(folder.path)
+            fsync_dir(folder.path)
             for parent in dict.fromkeys([folder.path.parent, *(p.parent for p in missing)]):
-                _fsync_dir(parent)
+                fsync_dir(parent)
         except OSError as exc:
             raise FolderError(
                 f"cannot create folder {name!r} at {folder.path}: {_os_message(exc)}"
@@ -459,9 +461,9 @@ class MaildirStore:
                 except OSError as exc:
                     if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                         raise
-                _fsync_dir(folder.path.parent)
+                fsync_dir(folder.path.parent)
             else:
-                _fsync_dir(folder.path)
+                fsync_dir(folder.path)
         except OSError as exc:
             raise FolderError(
                 f"cannot delete folder {name!r} at {folder.path}: {_os_message(exc)}"
@@ -846,7 +848,7 @@ class MaildirFolder:
         self._require()
         tmp = self._tmp_dir()
         pid = os.getpid()
-        host = _hostname()
+        host = hostname()
         fds: dict[str, int] = {}
         staged: list[tuple[str, str, str]] = []  # tmp name, subdir, final name
         moved: list[tuple[str, str]] = []  # subdir, final name
@@ -854,7 +856,7 @@ class MaildirFolder:
             try:
                 fds["tmp"] = os.open(tmp, _O_DIR)
                 for data, flags, when in messages:
-                    base = _unique_name(pid, host)
+                    base = unique_name(pid, host)
                     tmp_name = base + TMP_SUFFIX
                     subdir = "cur" if Flag.S in flags else "new"
                     fd = os.open(tmp_name, _O_NEW_FILE, _FILE_MODE, dir_fd=fds["tmp"])
@@ -999,7 +1001,7 @@ class MaildirFolder:
         """Make the renames and deletions done since the last flush durable (fsync new/, cur/)."""
         try:
             for sub in sorted(self._dirty):
-                _fsync_dir(self.path / sub)
+                fsync_dir(self.path / sub)
         except OSError as exc:
             raise StoreError(
                 f"Maildir folder {self.name!r}: cannot sync {self.path}: {_os_message(exc)}"

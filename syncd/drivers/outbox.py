@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from email.utils import formatdate, getaddresses
 from pathlib import Path
 
+from syncd.drivers.maildir import fsync_dir, hostname
 from syncd.errors import MessageError, StoreError
 from syncd.model import to_local_bytes, to_remote_bytes
 
@@ -68,7 +69,6 @@ _STALE_TMP = 36 * 3600
 _STALE_ENVELOPE = 7 * 24 * 3600
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
-_O_DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0)
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 # Anything that could end or split an SMTP command line, or is not an address at all.
 _BAD_ADDRESS = re.compile(r"[\x00-\x20\x7f<>]|^$")
@@ -304,18 +304,10 @@ class FailedEntry:
 
 
 def _unique_key() -> str:
-    now = time.time_ns()
-    sec, rest = divmod(now, 1_000_000_000)
-    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
-    return f"{sec}.M{rest // 1000}P{os.getpid()}R{os.urandom(4).hex()}.{host}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, _O_DIR)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    # sendmail runs as its own process: a random part besides pid and time keeps two
+    # messages queued in the same microsecond apart without a shared counter.
+    sec, rest = divmod(time.time_ns(), 1_000_000_000)
+    return f"{sec}.M{rest // 1000}P{os.getpid()}R{os.urandom(4).hex()}.{hostname()}"
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -378,10 +370,10 @@ class Outbox:
         try:
             _write_durably(env_tmp, envelope.to_json())
             env_tmp.rename(env_path)
-            _fsync_dir(self.envelopes)
+            fsync_dir(self.envelopes)
             _write_durably(msg_tmp, raw)
             msg_tmp.rename(target)
-            _fsync_dir(self.new)
+            fsync_dir(self.new)
         except OSError as exc:
             # Reported as "not queued", so nothing may stay behind to be sent later.
             for leftover in (target, msg_tmp, env_tmp, env_path):
@@ -496,7 +488,7 @@ class Outbox:
             # The journal forgets these messages next; were an unlink lost to a power
             # failure after that, the message would come back and be sent twice.
             for d in dirs:
-                _fsync_dir(d)
+                fsync_dir(d)
         except OSError as exc:
             raise StoreError(
                 f"cannot remove sent messages from the outbox {self.path}: {_oserror(exc)}"
@@ -542,8 +534,8 @@ class Outbox:
                     raise
                 source = current.path
                 source.rename(target)
-            _fsync_dir(self.failed_dir)
-            _fsync_dir(source.parent)
+            fsync_dir(self.failed_dir)
+            fsync_dir(source.parent)
         except OSError as exc:
             raise StoreError(
                 f"cannot move {entry.path} to {self.failed_dir}: {_oserror(exc)}"

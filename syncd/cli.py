@@ -79,12 +79,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("check", parents=[common], help="validate the config and try every login")
 
+    ini = sub.add_parser(
+        "init",
+        parents=[common],
+        help="find an address's mail servers, try the login and write a config",
+    )
+    ini.add_argument("address", help="your email address, e.g. me@example.org")
+    ini.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="where to write the config (default: -c, $SYNCD_CONFIG or the XDG path)",
+    )
+    ini.add_argument("--username", help="the login name (default: the address)")
+    ini.add_argument(
+        "--password-command",
+        metavar="CMD",
+        help="a command that prints the password; goes into the config instead of the keyring",
+    )
+    ini.add_argument(
+        "--no-keyring", action="store_true", help="do not store the password in the keyring"
+    )
+    ini.add_argument(
+        "--name", metavar="ACCOUNT", help="account name (default: the domain's first part)"
+    )
+    ini.add_argument("--maildir", metavar="PATH", help="default: ~/Mail/ACCOUNT")
+    ini.add_argument("--ca-file", type=Path, metavar="PEM", help="trust this CA (a private CA)")
+    ini.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="per DNS query and per connection attempt (default: 10)",
+    )
+    ini.add_argument("--force", action="store_true", help="replace an existing config file")
+
     pw = sub.add_parser("password", parents=[common], help="manage secrets in the system keyring")
     pw_sub = pw.add_subparsers(dest="password_command", metavar="ACTION", parser_class=_Parser)
     pw_sub.required = True
     pws = pw_sub.add_parser("set", parents=[common], help="store a password in the keyring")
     pws.add_argument("account")
     pws.add_argument("role", nargs="?", choices=["imap", "pop3", "smtp"], default=None)
+    _add_migration_commands(sub, common)
     return p
 
 
@@ -108,6 +145,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": cmd_status,
         "check": cmd_check,
         "password": cmd_password,
+        "import": cmd_import,
+        "mailboxes": cmd_mailboxes,
+        "completion": cmd_completion,
+        "man": cmd_man,
+        "init": cmd_init,
     }[args.command]
     try:
         return handler(args)
@@ -562,6 +604,10 @@ def cmd_sendmail(argv: Sequence[str]) -> int:
     if acct.smtp is None:
         return refuse(f"account {acct.name} has no smtp: section, so it cannot send")
 
+    for word in [*ns.recipients, ns.sender or ""]:
+        # getaddresses would split "a@x\r\nRCPT TO:<evil@y>" into two recipients.
+        if any(ch in word for ch in "\r\n\0"):
+            return refuse(f"the address {word!r} holds a line break or NUL character")
     explicit = [a for _, a in getaddresses(ns.recipients) if a]
     recipients: tuple[str, ...] | None = None
     if explicit:
@@ -732,6 +778,65 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_FAILED if bad else EXIT_OK
 
 
+# -- init ----------------------------------------------------------------------------
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    """``syncd init ADDRESS``: find the servers, try the login, write the config.
+
+    0 when the config was written; 1 when nothing was found, a login failed or the file
+    exists (the draft or the account's block is printed then); 2 for bad arguments.
+    """
+    import getpass
+
+    from syncd import setup
+
+    try:
+        request = setup.make_request(
+            args.address,
+            output=args.output or args.config,
+            username=args.username,
+            name=args.name,
+            maildir=args.maildir,
+            password_command=args.password_command,
+            no_keyring=args.no_keyring,
+            ca_file=args.ca_file,
+            force=args.force,
+            timeout=args.timeout,
+        )
+    except ValueError as exc:
+        print(f"syncd: init: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    def ask_secret() -> str:
+        if sys.stdin.isatty():
+            try:
+                return getpass.getpass(f"Password for {request.username}: ")
+            except EOFError:  # Ctrl-D
+                return ""
+        print(f"Reading the password for {request.username} from standard input.")
+        return sys.stdin.readline().rstrip("\r\n")
+
+    result = setup.run_init(
+        request, ask_secret=ask_secret, say=lambda line: print(line, flush=True)
+    )
+    if result.ok:
+        print("Next steps:")
+        width = max(len(command) for command, _ in result.next_steps)
+        for command, what in result.next_steps:
+            print(f"  {command:<{width}}  # {what}")
+        return EXIT_OK
+    if result.block is not None:
+        print(f"\nThe account to add under accounts: in {request.output}:\n")
+        print(result.block, end="")
+    elif result.draft is not None:
+        print(f"\nThe config for {request.output}, to save once the problem is fixed:\n")
+        print(result.draft, end="")
+    for line in (result.problem or "failed").splitlines():
+        print(f"syncd: init: {line}", file=sys.stderr)
+    return EXIT_FAILED
+
+
 # -- password ------------------------------------------------------------------------
 
 
@@ -770,4 +875,171 @@ def cmd_password(args: argparse.Namespace) -> int:
         print(f"syncd: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(f"stored the {role} password of {args.account} in the keyring (service syncd)")
+    return EXIT_OK
+
+
+# -- import, mailboxes, completion, man ------------------------------------------------
+
+# Kept here rather than imported, so building the parser stays cheap; tests check that
+# they match syncd.mailboxes.FORMATS and syncd.docgen.SHELLS.
+_MAILBOX_FORMATS = ("mutt", "neomutt", "aerc", "list")
+_SHELLS = ("bash", "zsh", "fish")
+_IMPORT_SOURCES = (
+    ("mbsync", "an mbsync (isync) config", "~/.mbsyncrc, else $XDG_CONFIG_HOME/isyncrc"),
+    (
+        "offlineimap",
+        "an OfflineIMAP config",
+        "~/.offlineimaprc, else $XDG_CONFIG_HOME/offlineimap/config",
+    ),
+    (
+        "msmtp",
+        "the SMTP accounts of an msmtp config",
+        "~/.msmtprc, else $XDG_CONFIG_HOME/msmtp/config",
+    ),
+)
+
+
+def _add_migration_commands(sub: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+    imp = sub.add_parser(
+        "import", help="turn an mbsync, OfflineIMAP or msmtp config into a syncd config"
+    )
+    imp.set_defaults(verbose=0, quiet=False)
+    imp_sub = imp.add_subparsers(dest="import_kind", metavar="PROGRAM", parser_class=_Parser)
+    imp_sub.required = True
+    for kind, what, default in _IMPORT_SOURCES:
+        ip = imp_sub.add_parser(kind, help=f"import {what}; the original is never changed")
+        ip.set_defaults(verbose=0, quiet=False)
+        ip.add_argument(
+            "path", nargs="?", type=Path, metavar="FILE", help=f"the config (default: {default})"
+        )
+        ip.add_argument(
+            "-o",
+            "--output",
+            type=Path,
+            metavar="FILE",
+            help="write the syncd config to FILE (mode 0600) instead of standard output",
+        )
+        ip.add_argument("--force", action="store_true", help="replace an existing output file")
+        if kind == "msmtp":
+            ip.add_argument(
+                "--merge",
+                type=Path,
+                metavar="CONFIG",
+                help="add each smtp: section to the account of this syncd config that sends "
+                "as its from address; the result goes to -o (CONFIG is not changed)",
+            )
+
+    mb = sub.add_parser(
+        "mailboxes", parents=[common], help="print the local folders for mutt, neomutt or aerc"
+    )
+    mb.add_argument("-a", "--account", help="only this account")
+    mb.add_argument(
+        "--format",
+        choices=_MAILBOX_FORMATS,
+        default="mutt",
+        help="the reader's syntax; list: one directory per line (default: mutt)",
+    )
+
+    co = sub.add_parser("completion", help="print the shell completion script")
+    co.set_defaults(verbose=0, quiet=False)
+    co.add_argument("shell", choices=_SHELLS, help="the shell")
+    mn = sub.add_parser("man", help="print the man page (view it with: syncd man | man -l -)")
+    mn.set_defaults(verbose=0, quiet=False)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """``syncd import PROGRAM [FILE]``: 0 when a config was produced, 1 otherwise."""
+    import logging
+
+    from syncd.config import parse_config
+    from syncd.errors import ConfigError
+    from syncd.importers import IssueKind, SourceError, run_import, run_merge, write_output
+
+    kind = args.import_kind
+    merge = getattr(args, "merge", None)
+    try:
+        if merge is not None:
+            source, result = run_merge(args.path, merge)
+        else:
+            source, result = run_import(kind, args.path)
+    except SourceError as exc:
+        print(f"syncd: import: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    for issue in result.issues:
+        print(issue, file=sys.stderr)
+    if result.text is None:
+        print(f"syncd: import: nothing could be imported from {source}", file=sys.stderr)
+        return EXIT_FAILED
+    config_log = logging.getLogger("syncd.config")
+    level = config_log.level
+    config_log.setLevel(logging.ERROR)  # its literal-password warning is in the issues already
+    try:
+        parse_config(result.text, args.output)
+    except ConfigError as exc:
+        print(f"syncd: import: the result is not a valid config (a bug): {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        config_log.setLevel(level)
+    if args.output is not None:
+        protect = [source] + ([merge] if merge is not None else [])
+        try:
+            write_output(args.output, result.text, force=args.force, protect=protect)
+        except SourceError as exc:
+            print(f"syncd: import: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+    else:
+        print(result.text, end="")
+    untranslated = sum(1 for i in result.issues if i.kind is IssueKind.UNTRANSLATED)
+    verb = "merged smtp: into" if merge is not None else "imported"
+    where = f"; wrote {args.output}" if args.output is not None else ""
+    names = ", ".join(result.accounts)
+    print(
+        f"syncd: {verb} {len(result.accounts)} account(s) ({names}) from {source}{where}; "
+        f"{untranslated} construct(s) not translated (listed above)",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def cmd_mailboxes(args: argparse.Namespace) -> int:
+    """``syncd mailboxes``: the local folder list in a mail reader's syntax."""
+    from syncd.drivers.maildir import MaildirStore
+    from syncd.errors import ConfigError, SyncdError
+    from syncd.mailboxes import MailboxAccount, render
+
+    cfg = _config_or_exit(args)
+    if isinstance(cfg, int):
+        return cfg
+    try:
+        accounts = _select_accounts(cfg, args.account)
+    except ConfigError as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    found: list[MailboxAccount] = []
+    for acct in accounts:
+        store = MaildirStore(acct.maildir, acct.layout, exclude=[acct.outbox])
+        try:
+            names = store.list_folders()
+        except SyncdError as exc:
+            print(f"syncd: account {acct.name}: {exc}", file=sys.stderr)
+            names = []
+        found.append(MailboxAccount(acct.name, acct.maildir, store.layout, tuple(names)))
+    print(render(found, args.format), end="")
+    return EXIT_OK
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    from syncd.docgen import completion
+
+    print(completion(build_parser(), args.shell), end="")
+    return EXIT_OK
+
+
+def cmd_man(args: argparse.Namespace) -> int:
+    from syncd.docgen import man_page
+
+    text = man_page(
+        build_parser(), version=__version__, usage_overrides={"sendmail": _SENDMAIL_USAGE}
+    )
+    print(text, end="")
     return EXIT_OK

@@ -99,13 +99,36 @@ def fingerprint(raw: bytes) -> Fingerprint:
 
     Used to recognise the same message on both sides without a base (adopting an existing
     Maildir, after a UIDVALIDITY change, after a crash between an upload and its record).
-    ``raw`` may hold the whole message or only its header.
+    ``raw`` may hold the whole message or only its header. A field only the local copies of
+    another sync tool carry (mbsync's ``X-TUID``) is left out, so such a Maildir is adopted.
     """
     text = raw.replace(b"\r\n", b"\n")
     end = text.find(b"\n\n")
     header = text if end < 0 else text[: end + 1]
     header = header.rstrip(b"\n")
+    if b"x-tuid:" in header.lower():
+        header = _without_tool_fields(header)
     return Fingerprint(hashlib.sha256(header).hexdigest()[:32])
+
+
+# Header fields another sync tool adds to its local copy only: mbsync writes an X-TUID line
+# into every message it downloads, which the server's copy never has. Left in, no message
+# of a Maildir filled by mbsync would ever match its server copy.
+_TOOL_FIELDS = (b"x-tuid:",)
+
+
+def _without_tool_fields(header: bytes) -> bytes:
+    kept: list[bytes] = []
+    skipping = False
+    for line in header.split(b"\n"):
+        if line[:1] in (b" ", b"\t"):  # a folded continuation of the field above
+            if not skipping:
+                kept.append(line)
+            continue
+        skipping = line.lower().startswith(_TOOL_FIELDS)
+        if not skipping:
+            kept.append(line)
+    return b"\n".join(kept)
 
 
 def to_local_bytes(raw: bytes) -> bytes:

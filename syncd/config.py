@@ -263,7 +263,29 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(
             f"cannot read the config file: {exc.strerror or exc}", path=str(path)
         ) from None
-    return parse_config(text, path)
+    config = parse_config(text, path)
+    _warn_if_readable(path, config)
+    return config
+
+
+def _warn_if_readable(path: Path, config: Config) -> None:
+    """Warn when a file holding a literal ``password:`` can be read by group or others."""
+    literal = any(s.secret.kind is SecretKind.LITERAL for a in config.accounts for s in a.servers)
+    if not literal:
+        return
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return
+    if mode & 0o077:
+        log.warning(
+            "%s holds a literal password but is readable by %s (mode %03o); "
+            "make it private with: chmod 600 %s",
+            path,
+            "others" if mode & 0o007 else "its group",
+            mode,
+            shlex.quote(str(path)),
+        )
 
 
 def parse_config(text: str, path: Path | None = None) -> Config:

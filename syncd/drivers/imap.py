@@ -71,6 +71,14 @@ def map_errors(what: str, *, folder: str | None = None) -> Iterator[None]:
     try:
         yield
     except ix.LoginError as exc:
+        # imapclient's login() turns every error into LoginError, a connection lost
+        # during LOGIN too; that one is the network's fault, not a wrong password.
+        if isinstance(exc.__context__, imaplib.IMAP4.abort | OSError):
+            raise TransientError(
+                f"{where}: connection lost during login: {_text(exc.__context__)}"
+            ) from exc
+        if "[UNAVAILABLE]" in _text(exc).upper():  # RFC 5530: the server's trouble, for now
+            raise TransientError(f"{where}: login failed for now: {_text(exc)}") from exc
         raise AuthError(f"{where}: login refused: {_text(exc)}") from exc
     except (ssl.SSLEOFError, ssl.SSLZeroReturnError) as exc:
         raise TransientError(f"{where}: connection closed during TLS: {exc}") from exc

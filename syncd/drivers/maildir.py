@@ -413,7 +413,9 @@ class MaildirStore:
             return folder
         try:
             missing = [p for p in (folder.path, *folder.path.parents) if not p.exists()]
-            folder.path.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+            # Parents one by one: mkdir(parents=True) would give them the umask's mode.
+            for path in reversed(missing):
+                path.mkdir(mode=_DIR_MODE, exist_ok=True)
             for sub in _SUBDIRS:
                 (folder.path / sub).mkdir(mode=_DIR_MODE, exist_ok=True)
             if self.layout == "maildir++" and folder.path != self.root:

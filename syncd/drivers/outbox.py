@@ -72,6 +72,8 @@ _FILE_MODE = 0o600
 _O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
 # Anything that could end or split an SMTP command line, or is not an address at all.
 _BAD_ADDRESS = re.compile(r"[\x00-\x20\x7f<>]|^$")
+# In an address field after unfolding: anything but HTAB below space, and DEL.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 _FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 _STRIPPED = frozenset({b"bcc", b"resent-bcc"})
 
@@ -188,8 +190,18 @@ def _values(fields: Iterable[bytes], name: bytes) -> list[str]:
 
 
 def _addresses(values: Sequence[str]) -> list[str]:
+    """The unique addresses in header values; Malformed for a line break inside one.
+
+    ``getaddresses`` would read "a@x\\rBcc: evil@y" as two addresses (a group named
+    "Bcc"), so a bare CR or LF left after unfolding would add a recipient nobody meant.
+    """
     out: list[str] = []
     seen: set[str] = set()
+    for value in values:
+        if _CONTROL.search(value):
+            raise Malformed(
+                f"an address field holds a line break or control character: {value[:80]!r}"
+            )
     for _display, address in getaddresses(list(values)):
         address = address.strip()
         if address and address.casefold() not in seen:
@@ -246,10 +258,13 @@ def prepare(raw: bytes, envelope: Envelope | None, *, key: str, queued_at: float
     sender = envelope.sender if envelope is not None and envelope.sender else None
     if sender is None:
         sender = next(iter(_addresses(_values(fields, b"sender"))), senders[0])
+    # Checked even when the envelope names the recipients: a To with a line break inside
+    # is what a header injection looks like, and receivers would read it differently.
+    header_rcpts = _addresses([v for n in (b"to", b"cc", b"bcc") for v in _values(fields, n)])
     if envelope is not None and envelope.recipients is not None:
         recipients = _addresses(envelope.recipients)
     else:
-        recipients = _addresses([v for n in (b"to", b"cc", b"bcc") for v in _values(fields, n)])
+        recipients = header_rcpts
     if not recipients:
         raise Malformed("the message has no recipients (no To, Cc or Bcc address)")
     for address in (sender, *recipients):
@@ -348,9 +363,12 @@ class Outbox:
     def ensure(self) -> None:
         """Create the Maildir and the envelope directory if missing; StoreError if not."""
         try:
-            for d in (self.path, self.tmp, self.new, self.cur, self.envelopes):
+            # Missing parents too (the Maildir root, when sendmail runs before any sync)
+            # get 0700: mkdir(parents=True) would give them the umask's mode.
+            missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
+            for d in (*reversed(missing), self.tmp, self.new, self.cur, self.envelopes):
                 if not d.is_dir():
-                    d.mkdir(mode=_DIR_MODE, parents=True, exist_ok=True)
+                    d.mkdir(mode=_DIR_MODE, exist_ok=True)
         except OSError as exc:
             raise StoreError(f"cannot create the outbox {self.path}: {_oserror(exc)}") from exc
 

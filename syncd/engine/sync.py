@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from syncd.drivers.imap import ImapSession, Listing
+from syncd.drivers.imap import FolderStatus, ImapSession, Listing
 from syncd.drivers.maildir import LocalEntry, MaildirFolder, MaildirStore
-from syncd.errors import FolderError, MessageError, StoreError, SyncdError
+from syncd.errors import FolderError, MessageError, StoreError, SyncdError, TransientError
 from syncd.model import (
     Fingerprint,
     Flag,
@@ -40,7 +41,7 @@ from syncd.planner import (
 from syncd.state import AccountLock, FolderState, State
 
 if TYPE_CHECKING:
-    from syncd.config import AccountConfig
+    from syncd.config import AccountConfig, ImapConfig
 
 log = logging.getLogger(__name__)
 
@@ -390,6 +391,24 @@ class AccountSync:
             self.report.folder(name).notes.append("UIDVALIDITY changed: re-matched")
             base = {}
             reset = True
+        elif fs is not None and _went_backwards(fs, sel):
+            # The same UIDVALIDITY, yet HIGHESTMODSEQ or UIDNEXT went down: the folder was
+            # recreated (or restored) and UIDs may now name other messages. Neither the
+            # delta nor the base can be trusted; re-match as for a UIDVALIDITY change.
+            log.warning(
+                "%s: folder %s: HIGHESTMODSEQ/UIDNEXT went backwards on the server "
+                "(%s/%s -> %s/%s) with the same UIDVALIDITY; matching messages again by "
+                "their headers",
+                self.account.name,
+                name,
+                fs.highestmodseq,
+                fs.uidnext,
+                sel.highestmodseq,
+                sel.uidnext,
+            )
+            self.report.folder(name).notes.append("server state went backwards: re-matched")
+            base = {}
+            reset = True
 
         remote: dict[Uid, Flag]
         if (
@@ -632,6 +651,15 @@ class AccountSync:
                     "%s: %s: %s is empty, not uploaded", self.account.name, snap.name, entry.name
                 )
                 continue
+            if not _looks_like_message(raw):
+                log.warning(
+                    "%s: %s: %s does not start with a header field, so it is not a message "
+                    "(a stray binary or text file?); not uploaded, left where it is",
+                    self.account.name,
+                    snap.name,
+                    folder.path_of(entry),
+                )
+                continue
             date = dt.datetime.fromtimestamp(mtime, tz=dt.UTC)
             batch.append((entry, raw, a.flags, date))
             nbytes += len(raw)
@@ -713,6 +741,41 @@ class AccountSync:
             self.state.update_folder(name, last_error=error, last_sync=time.time())
 
 
+_HEADER_FIELD = re.compile(rb"(?:From |[\x21-\x39\x3b-\x7e]+[ \t]*:)")
+
+
+def _looks_like_message(raw: bytes) -> bool:
+    """True when ``raw`` starts like RFC 5322 (a header field) or an mbox ``From `` line.
+
+    Junk in a Maildir (an image, a core dump, random bytes) would otherwise be uploaded as
+    a "message", and the server would keep it for every client to see.
+    """
+    return _HEADER_FIELD.match(raw) is not None
+
+
+def _went_backwards(fs: FolderState, sel: FolderStatus) -> bool:
+    """True when the server's counters are lower than what an earlier sync saw (both are
+    only ever supposed to grow while UIDVALIDITY stays the same, RFC 7162 and RFC 3501)."""
+    if fs.uidvalidity is None or fs.uidvalidity != sel.uidvalidity:
+        return False
+    if (
+        fs.highestmodseq is not None
+        and sel.highestmodseq is not None
+        and sel.highestmodseq < fs.highestmodseq
+    ):
+        return True
+    return bool(fs.uidnext and sel.uidnext and sel.uidnext < fs.uidnext)
+
+
+def _name_server(exc: SyncdError, imap: ImapConfig) -> SyncdError:
+    """``exc`` with the server named: the driver's text says only which command failed
+    ("FETCH (folder INBOX): timed out"), and a user with several accounts needs the host."""
+    if not isinstance(exc, TransientError) or str(exc).startswith("IMAP "):
+        return exc
+    where = "IMAP tunnel" if imap.tunnel else f"IMAP {imap.host}:{imap.port}"
+    return TransientError(f"{where}: {exc}")
+
+
 def sync_account(
     account: AccountConfig,
     state_dir: Path,
@@ -758,9 +821,12 @@ def sync_account(
                 try:
                     report = run.run()
                 except SyncdError as exc:
+                    named = _name_server(exc, account.imap)
                     if not dry_run:
-                        st.set_meta("last_error", str(exc))
-                    raise
+                        st.set_meta("last_error", str(named))
+                    if named is exc:
+                        raise
+                    raise named from exc
                 if not dry_run:
                     st.set_meta("last_sync", str(time.time()))
                     st.set_meta("last_error", None if report.ok else "some folders failed")

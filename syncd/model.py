@@ -44,18 +44,29 @@ class Flag(enum.Flag):
     @classmethod
     def parse(cls, letters: str) -> Flag:
         """Flags from a Maildir info string; unknown letters (lowercase keywords) are ignored."""
-        out = cls.NONE
-        for ch in letters:
-            member = _LETTERS.get(ch)
-            if member is not None:
-                out |= member
+        # enum.Flag arithmetic costs microseconds; a scan of 100 000 files meets only a
+        # few dozen distinct info strings, so each is computed once.
+        out = _PARSED.get(letters)
+        if out is None:
+            out = cls.NONE
+            for ch in letters:
+                member = _LETTERS.get(ch)
+                if member is not None:
+                    out |= member
+            if len(_PARSED) < 4096:
+                _PARSED[letters] = out
         return out
 
     @property
     def letters(self) -> str:
-        return "".join(ch for ch, member in _LETTERS.items() if member in self)
+        out = _SPELLED.get(self)
+        if out is None:
+            out = _SPELLED[self] = "".join(ch for ch, m in _LETTERS.items() if m in self)
+        return out
 
 
+_PARSED: dict[str, Flag] = {}
+_SPELLED: dict[Flag, str] = {}
 _LETTERS: dict[str, Flag] = {
     "D": Flag.D,
     "F": Flag.F,

@@ -46,7 +46,7 @@ _TO_IMAP: dict[Flag, bytes] = {
 _FROM_IMAP: dict[bytes, Flag] = {v.lower(): k for k, v in _TO_IMAP.items()}
 
 FETCH_BATCH_MESSAGES = 2000
-FETCH_BATCH_BYTES = 32 * 1024 * 1024
+FETCH_BATCH_BYTES = 8 * 1024 * 1024
 APPEND_BATCH_BYTES = 8 * 1024 * 1024
 
 

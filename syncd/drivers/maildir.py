@@ -43,7 +43,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -664,8 +664,11 @@ class MaildirFolder:
 
     # -- reading ---------------------------------------------------------------------
 
-    def scan(self) -> dict[LocalKey, LocalEntry]:
+    def scan(self, trusted: Collection[str] = ()) -> dict[LocalKey, LocalEntry]:
         """Every message in new/ and cur/, by key.
+
+        ``trusted`` keys (messages already synced) skip the per-file empty/unreadable check,
+        which is one stat per file: a resync of a big folder then costs one scandir.
 
         Junk is skipped with a warning: dotfiles, directories, symlinks, empty or unreadable
         files, names with an empty key. When a key is there twice, the cur/ file wins (a
@@ -675,24 +678,24 @@ class MaildirFolder:
         try:
             for _ in range(_SCAN_ATTEMPTS - 1):
                 before = self._dir_state()
-                result = self._scan_once()
+                result = self._scan_once(trusted)
                 if self._dir_state() == before:
                     return result
                 log.debug("Maildir folder %s changed while listed; listing again", self.name)
-            return self._scan_once()
+            return self._scan_once(trusted)
         except OSError as exc:
             raise FolderError(
                 f"cannot list folder {self.name!r} at {self.path}: {_os_message(exc)}"
             ) from exc
 
-    def _scan_once(self) -> dict[LocalKey, LocalEntry]:
+    def _scan_once(self, trusted: Collection[str] = ()) -> dict[LocalKey, LocalEntry]:
         found: dict[LocalKey, LocalEntry] = {}
         checked: dict[str, set[str]] = {"new": set(), "cur": set()}
         damaged: set[LocalKey] = set()
         # new/ first: readers only move files from new/ to cur/, so a file moving during the
         # scan is seen at least once.
         for subdir in ("new", "cur"):
-            for entry in self._list_sub(subdir, checked, damaged):
+            for entry in self._list_sub(subdir, checked, damaged, trusted):
                 old = found.get(entry.key)
                 if old is not None:
                     keep, drop = self._pick(old, entry)
@@ -718,7 +721,11 @@ class MaildirFolder:
         return (a, b) if a.name <= b.name else (b, a)
 
     def _list_sub(
-        self, subdir: str, checked: dict[str, set[str]], damaged: set[LocalKey]
+        self,
+        subdir: str,
+        checked: dict[str, set[str]],
+        damaged: set[LocalKey],
+        trusted: Collection[str] = (),
     ) -> list[LocalEntry]:
         where = str(self.path / subdir)
         known = self._checked[subdir]
@@ -738,7 +745,7 @@ class MaildirFolder:
                     f"nokey:{entry.path}", "Maildir: ignoring %s: empty name before ':'", entry.path
                 )
                 continue
-            if name not in known:
+            if name not in known and key not in trusted:
                 problem = _unusable(entry)
                 if problem is not None:
                     if problem:

@@ -436,9 +436,9 @@ class AccountSync:
             remote = dict(listing.flags)
             sizes = listing.sizes
 
-        entries = folder.scan() if folder.exists() else {}
-        local = {k: e.flags for k, e in entries.items()}
         paired_keys = {p.key for p in base.values()}
+        entries = folder.scan(trusted=paired_keys) if folder.exists() else {}
+        local = {k: e.flags for k, e in entries.items()}
         by_key = {p.key: p for p in base.values()}
         for key in folder.damaged if folder.exists() else ():
             # An empty or unreadable file is not a deletion: leave its pair alone.

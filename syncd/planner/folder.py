@@ -84,6 +84,8 @@ def plan_folder(
         r = remote.get(pair.uid)
         lo = local.get(pair.key)
         if r is not None and lo is not None:
+            if r == pair.flags and lo == pair.flags:
+                continue  # the common case, kept cheap: nothing changed on either side
             merged = merge_flags(pair.flags, r, lo)
             actions.extend(_sync_flags(pair.uid, pair.key, r, lo, merged))
             if merged != pair.flags:

@@ -29,22 +29,44 @@ from tests.servers.smtpd import Smtpd
 pytestmark = pytest.mark.dovecot
 
 
+# Linux counts the memory of the process a child was forked from in the child's
+# ru_maxrss (the pre-exec copy), so a large pytest process would inflate the figure. A
+# small Python in between forks syncd from itself and reports its children's peak.
+_MEASURE = (
+    "import resource, subprocess, sys\n"
+    "rc = subprocess.call(sys.argv[2:])\n"
+    "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n"
+    "sys.exit(rc)\n"
+)
+
+
 def run_measured(rig: Rig, *args: str) -> tuple[Result, int]:
-    """``syncd`` as a child process; its result and its own peak RSS in bytes (ru_maxrss
-    from wait4, so no other child of the test process is counted)."""
+    """``syncd`` as a child process; its result and its own peak RSS in bytes."""
     rig.write_config()
     out_path, err_path = rig.root / "out.txt", rig.root / "err.txt"
+    rss_path = rig.root / "rss.txt"
     with out_path.open("wb") as out, err_path.open("wb") as err:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "syncd", args[0], "-c", str(rig.config), *args[1:]],
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                _MEASURE,
+                str(rss_path),
+                sys.executable,
+                "-m",
+                "syncd",
+                args[0],
+                "-c",
+                str(rig.config),
+                *args[1:],
+            ],
             stdout=out,
             stderr=err,
             cwd=REPO,
+            check=False,
         )
-        _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
     result = Result(proc.returncode, out_path.read_text(), err_path.read_text())
-    return result, usage.ru_maxrss * 1024
+    return result, int(rss_path.read_text()) * 1024
 
 
 # -- server side ---------------------------------------------------------------------------

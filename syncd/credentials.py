@@ -11,9 +11,6 @@ from __future__ import annotations
 import subprocess
 from typing import Final
 
-import keyring
-import keyring.errors
-
 from syncd.config import AuthMethod, SecretKind, ServerConfig
 from syncd.errors import CredentialError
 from syncd.log import register_secret
@@ -51,6 +48,10 @@ def get_secret(server: ServerConfig) -> str:
 
 def set_secret(account: str, role: str, secret: str) -> None:
     """Store ``secret`` in the system keyring as ``ACCOUNT/ROLE`` under service ``syncd``."""
+    # keyring costs 20-40 ms to import; only accounts that use it pay for it.
+    import keyring
+    import keyring.errors
+
     if role not in ROLES:
         raise CredentialError(f"unknown role {role!r}; expected one of: {', '.join(ROLES)}")
     if not secret:
@@ -114,6 +115,9 @@ def _run(command: str, where: str) -> str:
 
 
 def _from_keyring(key: str, account: str, role: str) -> str:
+    import keyring
+    import keyring.errors
+
     try:
         secret = keyring.get_password(KEYRING_SERVICE, key)
     except keyring.errors.NoKeyringError as exc:

@@ -113,7 +113,9 @@ def fingerprint(raw: bytes) -> Fingerprint:
     ``raw`` may hold the whole message or only its header. A field only the local copies of
     another sync tool carry (mbsync's ``X-TUID``) is left out, so such a Maildir is adopted.
     """
-    text = raw.replace(b"\r\n", b"\n")
+    # Only the header is converted and hashed: the body of a large message is never copied.
+    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    text = (raw[: min(ends) + 4] if ends else raw).replace(b"\r\n", b"\n")
     end = text.find(b"\n\n")
     header = text if end < 0 else text[: end + 1]
     header = header.rstrip(b"\n")

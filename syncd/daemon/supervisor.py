@@ -395,6 +395,7 @@ class Supervisor:
         self.config: Config | None = None
         self._wake = threading.Event()
         self._signals: list[int] = []
+        self._last_status = ""
         self.started = time.time()
 
     # -- signals ---------------------------------------------------------------------
@@ -452,6 +453,7 @@ class Supervisor:
         self.notifier.ready(self.status_line())
         log.info("syncd started: %s", self.status_line())
         clock = _Clock()
+        last_line = ""
         try:
             while True:
                 self._wake.wait(self.tick)
@@ -469,8 +471,11 @@ class Supervisor:
                     log.info("the clock jumped (suspend/resume?): reconnecting everything")
                     for w in self.workers.values():
                         w.kick()
-                self._write_status()
-                self.notifier.status(self.status_line())
+                line = self.status_line()
+                self._write_status(line)
+                if line != last_line:
+                    self.notifier.status(line)
+                    last_line = line
                 if self.healthy():
                     self.notifier.watchdog()
         finally:
@@ -526,15 +531,17 @@ class Supervisor:
                 n += sum(1 for e in os.scandir(new) if not e.name.startswith("."))
         return n
 
-    def _write_status(self, *, stopped: bool = False) -> None:
+    def _write_status(self, line: str | None = None, *, stopped: bool = False) -> None:
         if self.config is None:
             return
+        # Written only when something changed: an idle daemon should not touch the disk.
+        line = line or self.status_line()
         data: dict[str, Any] = {
             "pid": os.getpid(),
             "started": self.started,
             "updated": time.time(),
             "running": not stopped,
-            "status": self.status_line(),
+            "status": line,
             "accounts": {},
         }
         for name, w in self.workers.items():
@@ -548,6 +555,10 @@ class Supervisor:
                 "outbox_error": st.send_error,
                 "idle": {i.folder: i.connected for i in w.idlers},
             }
+        key = json.dumps({**data, "updated": None}, sort_keys=True)
+        if key == self._last_status and not stopped:
+            return
+        self._last_status = key
         write_status_file(self.config.state_dir, data)
 
 

@@ -215,6 +215,11 @@ class ImapSession:
             if isinstance(cause, ssl.SSLError):
                 raise TLSError(tls.describe(cause, cfg)) from cause
             raise
+        # imapclient sets imaplib's debug level so it can log protocol lines; imaplib then
+        # formats the repr of every literal and FETCH batch even when nothing is logged,
+        # a third of an initial sync's time. Keep it only for -vv protocol logging.
+        if not logging.getLogger("imapclient").isEnabledFor(logging.DEBUG):
+            client._imap.debug = 0
         self._client = client
         try:
             with map_errors(where):

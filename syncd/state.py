@@ -35,8 +35,8 @@ SCHEMA_VERSION = 1
 
 _MIGRATIONS: dict[int, str] = {
     1: """
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE folders (
+    CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS folders (
         name TEXT PRIMARY KEY,
         uidvalidity INTEGER,
         uidnext INTEGER,
@@ -47,7 +47,7 @@ _MIGRATIONS: dict[int, str] = {
         last_sync REAL,
         last_error TEXT
     );
-    CREATE TABLE pairs (
+    CREATE TABLE IF NOT EXISTS pairs (
         folder TEXT NOT NULL,
         uid INTEGER NOT NULL,
         key TEXT NOT NULL,
@@ -55,12 +55,12 @@ _MIGRATIONS: dict[int, str] = {
         fp TEXT,
         PRIMARY KEY (folder, uid)
     ) WITHOUT ROWID;
-    CREATE INDEX pairs_by_key ON pairs (folder, key);
+    CREATE INDEX IF NOT EXISTS pairs_by_key ON pairs (folder, key);
     -- POP3: every UIDL downloaded, so nothing is fetched twice (syncd.engine.fetch).
     -- state 'pending' is committed before the Maildir delivery (with the header fingerprint
     -- fp, to re-find the file after a crash), 'delivered' after it, with the file's key.
     -- gone_since: when the UIDL was first missing from the server's listing.
-    CREATE TABLE pop3_seen (
+    CREATE TABLE IF NOT EXISTS pop3_seen (
         uidl TEXT PRIMARY KEY,
         state TEXT NOT NULL,
         first_seen REAL NOT NULL,
@@ -72,7 +72,7 @@ _MIGRATIONS: dict[int, str] = {
     ) WITHOUT ROWID;
     -- Outbox journal: one row per outbox message a drain has touched, keyed by the file's
     -- Maildir key (syncd.engine.send; phases in syncd.planner.outbox.Phase).
-    CREATE TABLE outbox (
+    CREATE TABLE IF NOT EXISTS outbox (
         name TEXT PRIMARY KEY,
         state TEXT NOT NULL,            -- queued | sending | sent | copied
         attempts INTEGER NOT NULL DEFAULT 0,
@@ -143,7 +143,11 @@ class State:
                 "upgrade syncd or move the file away"
             )
         for v in range(version + 1, SCHEMA_VERSION + 1):
-            self._db.executescript(f"BEGIN;\n{_MIGRATIONS[v]}\nPRAGMA user_version={v};\nCOMMIT;")
+            # Two processes may open a new database at once (the daemon and `syncd
+            # status`): IMMEDIATE serialises them, and IF NOT EXISTS makes the loser's
+            # run of the same migration a no-op instead of an error.
+            script = _MIGRATIONS[v]
+            self._db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={v};\nCOMMIT;")
 
     def close(self) -> None:
         self._db.close()

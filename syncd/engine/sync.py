@@ -668,55 +668,76 @@ class AccountSync:
         flush()
 
     def _apply_moves(self, snaps: dict[str, _Snap]) -> None:
+        # Grouped by direction: one MOVE command, one fsync per directory and one state
+        # transaction per pair of folders, however many messages were archived at once.
+        groups: dict[tuple[Side, str, str], list[Move]] = {}
         for mv in self.moves:
-            src, dst = snaps.get(mv.src), snaps.get(mv.dst)
-            if src is None or dst is None:
-                continue
-            fr = self.report.folder(mv.dst)
+            if mv.src in snaps and mv.dst in snaps:
+                groups.setdefault((mv.side, mv.src, mv.dst), []).append(mv)
+        for (side, src, _dst), moves in groups.items():
+            fr = self.report.folder(moves[0].dst)
             try:
-                if mv.side is Side.REMOTE:
-                    self._move_remote(mv, src, dst)
+                if side is Side.REMOTE:
+                    fr.moved += self._move_remote(moves, snaps[src])
                 else:
-                    self._move_local(mv, src, dst)
+                    fr.moved += self._move_local(moves, snaps[src])
             except (FolderError, MessageError) as exc:
                 fr.error = str(exc)
-                continue
-            fr.moved += 1
 
-    def _move_remote(self, mv: Move, src: _Snap, dst: _Snap) -> None:
-        old = src.base[mv.uid]
-        if self.session.selected != mv.src:
-            self.session.select(mv.src)
-        new = self.session.move([mv.uid], mv.dst).get(mv.uid)
+    def _move_remote(self, moves: list[Move], src: _Snap) -> int:
+        """The user moved files between local folders: MOVE their server copies too."""
+        src_name, dst_name = moves[0].src, moves[0].dst
+        old = {mv.uid: src.base[mv.uid] for mv in moves}
+        if self.session.selected != src_name:
+            self.session.select(src_name)
+        new = self.session.move([mv.uid for mv in moves], dst_name)
+        moved = [(mv, new[mv.uid]) for mv in moves if mv.uid in new]
         with self.state.transaction():
-            self.state.drop_pairs(mv.src, [mv.uid])
-            if new is not None:
-                self.state.put_pairs(mv.dst, [Pair(new, mv.key, old.flags, old.fp)])
-        # The new remote copy still carries the old flags; the next look at the destination
-        # (which changed on the server, so is never skipped) merges the local ones in.
-        if new is not None and mv.flags != old.flags:
-            self.session.select(mv.dst)
-            self.session.set_flags([(new, old.flags, mv.flags)])
-            self.state.put_pairs(mv.dst, [Pair(new, mv.key, mv.flags, old.fp)])
+            self.state.drop_pairs(src_name, list(old))
+            # Without COPYUID the new UIDs are unknown; the next sync pairs them by header.
+            self.state.put_pairs(
+                dst_name,
+                [Pair(uid, mv.key, old[mv.uid].flags, old[mv.uid].fp) for mv, uid in moved],
+            )
+        # The new remote copies still carry the old flags; bring them to the local ones.
+        changed = [(mv, uid) for mv, uid in moved if mv.flags != old[mv.uid].flags]
+        if changed:
+            self.session.select(dst_name)
+            self.session.set_flags([(uid, old[mv.uid].flags, mv.flags) for mv, uid in changed])
+            self.state.put_pairs(
+                dst_name, [Pair(uid, mv.key, mv.flags, old[mv.uid].fp) for mv, uid in changed]
+            )
+        return len(moves)
 
-    def _move_local(self, mv: Move, src: _Snap, dst: _Snap) -> None:
-        entry = src.entries.get(mv.key)
-        if entry is None:
-            return
-        src_folder = self.store.folder(mv.src)
-        dst_folder = self.store.folder(mv.dst)
-        moved = dst_folder.adopt(entry, src_folder)
-        if moved.flags != mv.flags:
-            moved = dst_folder.set_flags(moved, mv.flags)
+    def _move_local(self, moves: list[Move], src: _Snap) -> int:
+        """Another client moved messages on the server: rename the local files alike."""
+        src_name, dst_name = moves[0].src, moves[0].dst
+        src_folder = self.store.folder(src_name)
+        dst_folder = self.store.folder(dst_name)
+        by_key = {p.key: p for p in src.base.values()}
+        done: list[tuple[Move, LocalEntry]] = []
+        for mv in moves:
+            entry = src.entries.get(mv.key)
+            if entry is None:
+                continue
+            moved = dst_folder.adopt(entry, src_folder)
+            if moved.flags != mv.flags:
+                moved = dst_folder.set_flags(moved, mv.flags)
+            done.append((mv, moved))
+        # The renames are durable before the state says they happened.
         dst_folder.flush()
         src_folder.flush()
-        old = next((p for p in src.base.values() if p.key == mv.key), None)
         with self.state.transaction():
-            if old is not None:
-                self.state.drop_pairs(mv.src, [old.uid])
+            olds = [by_key[mv.key] for mv, _ in done if mv.key in by_key]
+            self.state.drop_pairs(src_name, [p.uid for p in olds])
             self.state.put_pairs(
-                mv.dst, [Pair(mv.uid, moved.key, mv.flags, old.fp if old else None)]
+                dst_name,
+                [
+                    Pair(mv.uid, e.key, mv.flags, by_key[mv.key].fp if mv.key in by_key else None)
+                    for mv, e in done
+                ],
             )
+        return len(done)
 
     def _finish(self, snap: _Snap, fr: FolderReport) -> None:
         folder = self.store.folder(snap.name)

@@ -731,3 +731,15 @@ def test_daemon_sends_while_the_imap_server_is_down(
             assert len(smtpd.messages()) == 1, daemon.text()
         finally:
             assert daemon.stop() == 0
+
+
+def test_check_logs_in_to_the_smtp_server_as_a_send_would(box: Box) -> None:
+    r = box.run("check")
+    (line,) = [ln for ln in r.out.splitlines() if "/smtp " in ln]
+    assert line.endswith("OK, logged in"), r.out
+    assert box.server.logins, "the server saw no AUTH"
+    box.password = "wrong"
+    r = box.run("check")
+    (line,) = [ln for ln in r.out.splitlines() if "/smtp " in ln]
+    assert "FAILED" in line and "535" in line
+    assert r.code == 1

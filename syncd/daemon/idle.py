@@ -125,6 +125,11 @@ class IdleWatcher(threading.Thread):
                     break
                 self._stop_event.wait(min(left, 1.0))
 
+    @staticmethod
+    def _pending_change(client: object) -> bool:
+        untagged = client._imap.untagged_responses  # type: ignore[attr-defined]
+        return any([untagged.pop(key, None) is not None for key in _CHANGE_KEYS])
+
     def _serve(self) -> None:
         session = ImapSession(self.cfg, self._secret)
         self._session = session
@@ -134,6 +139,7 @@ class IdleWatcher(threading.Thread):
         session.list_folders()
         with map_errors("EXAMINE", folder=self.folder):
             client.select_folder(session.server_name(self.folder), readonly=True)
+        self._pending_change(client)  # EXAMINE's own EXISTS is no news: the sync below covers it
         self.connected = True
         self.last_error = None
         log.debug("%s: IDLE on %s", self.account, self.folder)
@@ -147,6 +153,10 @@ class IdleWatcher(threading.Thread):
                 raise TransientError("reconnect requested")
             with map_errors("IDLE", folder=self.folder):
                 client.idle()
+                # A change reported just before the server's "+ idling" goes into imaplib's
+                # untagged responses, not to idle_check(): look there too.
+                if self._pending_change(client):
+                    self._on_change(self.folder)
                 started = last_traffic = time.monotonic()
                 while not self._stop_event.is_set() and not self._kick.is_set():
                     t0 = time.monotonic()
@@ -165,9 +175,14 @@ class IdleWatcher(threading.Thread):
                         break
                 if self._stop_event.is_set() or self._kick.is_set():
                     return
-                client.idle_done()
+                _text, responses = client.idle_done()
                 # A NOOP with the socket timeout proves the connection is alive.
-                client.noop()
+                _text, more = client.noop()
+                if any(_is_change(r) for r in [*responses, *more]):
+                    self._on_change(self.folder)
+
+
+_CHANGE_KEYS = ("EXISTS", "EXPUNGE", "FETCH", "VANISHED")
 
 
 def _is_change(response: object) -> bool:

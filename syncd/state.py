@@ -100,6 +100,29 @@ def _count_commit() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+WAL_ATTEMPTS = 200
+"""How often opening retries the switch to WAL while another process holds the database."""
+
+
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Switch the database to WAL mode, waiting for another process doing the same.
+
+    On a new database (still in rollback mode), ``PRAGMA journal_mode=WAL`` turns a read
+    lock into a write lock. When two processes do that at once, SQLite answers BUSY at
+    once instead of calling the busy handler (either waiting would deadlock), so the
+    busy timeout does not help here: the loser retries until the winner is done, and
+    then finds the database already in WAL mode. Bounded: about 2 s in all.
+    """
+    for attempt in range(WAL_ATTEMPTS):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or attempt == WAL_ATTEMPTS - 1:
+                raise
+            time.sleep(0.01)
+
+
 @dataclass(frozen=True, slots=True)
 class FolderState:
     name: str
@@ -123,7 +146,7 @@ class State:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             os.close(fd)
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.execute("PRAGMA busy_timeout=5000")
             self._migrate()

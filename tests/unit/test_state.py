@@ -15,7 +15,8 @@ def _open(path: str, barrier) -> None:
 
 def test_two_processes_creating_the_database_at_once(tmp_path):
     # The daemon's first sync and a `syncd status` can open a new database together;
-    # both must end with the full schema and neither may fail on "table exists".
+    # both must end with the full schema and neither may fail on "table exists", nor on
+    # "database is locked" from the switch to WAL (SQLite answers BUSY without waiting).
     for round_ in range(5):
         path = tmp_path / f"acct{round_}.sqlite3"
         ctx = multiprocessing.get_context("fork")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NewType
 
@@ -152,3 +152,58 @@ def to_local_bytes(raw: bytes) -> bytes:
 def to_remote_bytes(raw: bytes) -> bytes:
     """The Maildir LF form -> the CRLF form IMAP wants. A fixed point with to_local_bytes."""
     return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+CHUNK_BYTES = 1024 * 1024
+"""How much of a message the streaming conversions below hold at a time."""
+
+
+def chunks_of(data: bytes, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """``data`` in slices of ``size`` bytes: only one slice is alive at a time."""
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
+
+
+def to_local_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """:func:`to_local_bytes`, one chunk at a time, for messages too big to copy whole.
+
+    Invariant (a property test): ``b"".join(to_local_chunks(cs)) ==
+    to_local_bytes(b"".join(cs))`` however the bytes are cut. A CR that ends a chunk is
+    held back until the next chunk tells whether an LF follows it; a bare CR stays.
+    Between chunks other threads get the GIL, unlike one ``replace`` over 200 MB.
+    """
+    held = b""
+    for chunk in chunks:
+        if held:
+            chunk = held + chunk
+        held = b""
+        if chunk.endswith(b"\r"):
+            chunk, held = chunk[:-1], b"\r"
+        if chunk:
+            yield chunk.replace(b"\r\n", b"\n")
+    if held:
+        yield held
+
+
+def to_remote_chunks(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """:func:`to_remote_bytes`, one chunk at a time (same invariant as to_local_chunks)."""
+    for chunk in to_local_chunks(chunks):
+        yield chunk.replace(b"\n", b"\r\n")
+
+
+def remote_size(chunks: Iterable[bytes]) -> int:
+    """``len(to_remote_bytes(b"".join(chunks)))`` without building either copy.
+
+    Every LF becomes CRLF and every CRLF stays: the length grows by one per LF that has no
+    CR before it, also when the CR ends one chunk and the LF starts the next.
+    """
+    size = 0
+    cr_before = False
+    for chunk in chunks:
+        if not chunk:
+            continue
+        size += len(chunk) + chunk.count(b"\n") - chunk.count(b"\r\n")
+        if cr_before and chunk.startswith(b"\n"):
+            size -= 1
+        cr_before = chunk.endswith(b"\r")
+    return size

@@ -345,3 +345,44 @@ class AccountLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+DAEMON_LOCK = "daemon.lock"
+
+
+class DaemonLock:
+    """The lock that makes one daemon per state directory (so per config).
+
+    Held with ``flock`` for the daemon's whole life; the holder's pid is in the file, so
+    a second daemon can say which process it is. The kernel releases it when the holder
+    dies, so a crash never leaves a stale lock. Only the holder writes ``daemon.json``.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / DAEMON_LOCK
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Take the lock or raise LockedError naming the running daemon's pid."""
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise StateError(f"cannot lock {self.path}: {exc}") from exc
+            raise LockedError(
+                f"another syncd daemon (pid {holder or '?'}) is already running with the "
+                f"state directory {self.path.parent}; stop it first "
+                "(systemctl --user stop syncd, or kill that pid)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -23,6 +23,7 @@ from syncd.errors import (
     AuthError,
     ConfigError,
     LockedError,
+    StateError,
     SyncdError,
     TLSError,
     TransientError,
@@ -448,6 +449,22 @@ class Supervisor:
         except ConfigError as exc:
             log.error("config error: %s", exc)
             return 2
+        from syncd.state import DaemonLock
+
+        # One daemon per state directory: a second one would run its own IDLE connections
+        # and syncs, and overwrite the first one's status file when it exits.
+        lock = DaemonLock(config.state_dir)
+        try:
+            lock.acquire()
+        except StateError as exc:
+            log.error("%s", exc)
+            return 1
+        try:
+            return self._run_locked(config)
+        finally:
+            lock.release()
+
+    def _run_locked(self, config: Config) -> int:
         self._install_signals()
         self._start(config)
         self.notifier.ready(self.status_line())
@@ -494,6 +511,15 @@ class Supervisor:
             config = load_config(self.config_path)
         except ConfigError as exc:
             log.error("SIGHUP: the new config is invalid, keeping the old one: %s", exc)
+            self.notifier.reloaded(self.status_line())
+            return
+        if self.config is not None and config.state_dir != self.config.state_dir:
+            # The daemon lock and the status file live in the state directory.
+            log.error(
+                "SIGHUP: state_dir changed to %s; keeping %s until syncd is restarted",
+                config.state_dir,
+                self.config.state_dir,
+            )
             self.notifier.reloaded(self.status_line())
             return
         log.info("SIGHUP: reloading the config")

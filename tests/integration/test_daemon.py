@@ -172,6 +172,29 @@ def test_signals_and_status(daemon, dovecot, mail_user, account):
     assert "daemon: not running" in account.run("status").out
 
 
+def test_a_second_daemon_on_the_same_config_refuses(daemon, account):
+    daemon.wait_message("READY=1")
+
+    def status_pid():
+        live = json.loads(account.run("status", "--json").out)["daemon"]
+        return live["pid"] if live else None
+
+    assert wait_for(lambda: status_pid() == daemon.proc.pid)
+    second = subprocess.run(
+        [sys.executable, "-m", "syncd", "run", "-c", str(account.config)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=30,
+    )
+    assert second.returncode == 1, second.stderr
+    assert f"another syncd daemon (pid {daemon.proc.pid}) is already running" in second.stderr
+    # The second process never touched the first one's status.
+    assert status_pid() == daemon.proc.pid
+    assert f"daemon: running (pid {daemon.proc.pid}" in account.run("status").out
+    assert daemon.proc.poll() is None
+
+
 def test_watchdog_pings_while_healthy(account, tmp_path):
     d = Daemon(account, tmp_path, watchdog=True)
     try:

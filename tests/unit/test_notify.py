@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,38 @@ def test_unit_file_verifies(tmp_path):
     ]
     assert problems == [], done.stderr
     assert "Type=notify" in unit and "WatchdogSec=" in unit and "ExecReload=" in unit
+
+
+def _unit_settings() -> dict[str, list[str]]:
+    settings: dict[str, list[str]] = {}
+    for line in (REPO / "systemd" / "syncd.service").read_text().splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", ";")):
+            key, value = line.split("=", 1)
+            settings.setdefault(key.strip(), []).extend(value.split())
+    return settings
+
+
+def test_a_config_error_is_not_restarted_forever(tmp_path):
+    # `syncd run` exits 2 on a config error, and the unit must not restart that.
+    config = tmp_path / "config.yaml"
+    config.write_text("accounts:\n  demo:\n    maildir: [\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "syncd", "run", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "config error" in done.stderr
+    settings = _unit_settings()
+    assert settings["Restart"] == ["on-failure"]
+    assert "2" in settings["RestartPreventExitStatus"]
+
+
+def test_the_unit_names_no_target_a_user_manager_lacks():
+    # network-online.target exists only in the system manager: in a user unit,
+    # Wants=/After= on it order nothing.
+    settings = _unit_settings()
+    for key in ("Wants", "After", "Requires"):
+        assert "network-online.target" not in settings.get(key, [])

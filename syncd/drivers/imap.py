@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import imaplib
 import logging
 import re
@@ -16,7 +17,7 @@ import socket
 import ssl
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from syncd.drivers import tls
 from syncd.errors import (
@@ -109,10 +110,74 @@ def _text(exc: BaseException) -> str:
     return s
 
 
-def _tunnel_client(command: str) -> IMAPClient:
-    from imapclient import IMAPClient
+class LiteralSource(Protocol):
+    """A message sent as an IMAP literal a chunk at a time, never held whole in memory.
 
-    class TunnelClient(IMAPClient):  # type: ignore[misc]
+    ``size`` is the exact number of bytes :meth:`chunks` produces: a literal announces its
+    length before its first byte. ``chunks`` may raise (the file changed) before the last
+    chunk; the connection is then closed, so the server never stores a short message.
+    """
+
+    @property
+    def size(self) -> int: ...
+
+    def chunks(self) -> Iterator[bytes]: ...
+
+
+@functools.cache
+def _client_classes() -> tuple[type[IMAPClient], type[bytes]]:
+    """imapclient's client taught to stream a literal, and the argument that asks for it.
+
+    imapclient builds commands in ``_raw_command`` (quoting, literals, LITERAL+) and hands
+    each literal argument, a bytes subclass, to ``_send_literal``, which announces
+    ``{n}``, waits for the server's continuation unless the server has LITERAL+, and sends
+    the bytes. That last step is the only one a big message needs changed, so the
+    subclass overrides only ``_send_literal``, for a ``StreamedLiteral``: an empty bytes
+    object carrying a :class:`LiteralSource`. Everything else stays imapclient's.
+    (Made on first use: importing imapclient is left until a session is needed.)
+    """
+    from imapclient import IMAPClient
+    from imapclient.imapclient import _literal
+
+    class StreamedLiteral(_literal):  # type: ignore[misc]
+        source: LiteralSource
+
+    class Client(IMAPClient):  # type: ignore[misc]
+        def _send_literal(self, tag: bytes, item: bytes, has_literal_plus: bool) -> None:
+            if not isinstance(item, StreamedLiteral):
+                super()._send_literal(tag, item, has_literal_plus)
+                return
+            imap = self._imap
+            size = item.source.size
+            if has_literal_plus:
+                imap.send(b" {%d+}\r\n" % size)
+            else:
+                imap.send(b" {%d}\r\n" % size)
+                # imaplib returns None on the "+" continuation; a tagged reply instead
+                # means the server refused the literal (too big, over quota).
+                while imap._get_response():
+                    if imap.tagged_commands.get(tag):
+                        raise imaplib.IMAP4.abort(
+                            f"server refused the message: {imap.tagged_commands[tag]!r}"
+                        )
+            log.debug("   (literal of %d bytes, streamed)", size)
+            try:
+                for chunk in item.source.chunks():
+                    imap.send(chunk)
+            except BaseException as exc:
+                # Mid-literal: whatever is sent next (a LOGOUT) would become part of the
+                # message. Closing the connection makes the server drop the APPEND.
+                with contextlib.suppress(OSError):
+                    imap.shutdown()
+                if isinstance(exc, StoreError):
+                    raise imaplib.IMAP4.abort(f"upload stopped: {exc}") from exc
+                raise
+
+    return Client, StreamedLiteral
+
+
+def _tunnel_client(command: str) -> IMAPClient:
+    class TunnelClient(_client_classes()[0]):  # type: ignore[misc]
         # imapclient sets a socket read timeout even in stream mode, where there is no
         # socket; a tunnel's own transport (ssh) has to notice a dead peer instead.
         def _set_read_timeout(self) -> None:
@@ -174,6 +239,7 @@ class ImapSession:
         self.caps: frozenset[str] = frozenset()
         self.delimiter = "/"
         self.selected: str | None = None
+        self.selected_uidvalidity: int | None = None
         self._server_names: dict[str, str] = {}
         self._skipped_all: set[str] = set()
 
@@ -186,8 +252,6 @@ class ImapSession:
         return self._client
 
     def connect(self) -> None:
-        from imapclient import IMAPClient
-
         from syncd.config import AuthMethod, TlsMode
 
         cfg = self.cfg
@@ -203,7 +267,7 @@ class ImapSession:
                     # mbsync's Tunnel does (users write ssh command lines there).
                     client = _tunnel_client(tunnel)
                 else:
-                    client = IMAPClient(
+                    client = _client_classes()[0](
                         cfg.host,
                         port=cfg.port,
                         ssl=cfg.tls is TlsMode.IMPLICIT,
@@ -257,7 +321,7 @@ class ImapSession:
 
     def close(self) -> None:
         client, self._client = self._client, None
-        self.selected = None
+        self.selected = self.selected_uidvalidity = None
         if client is None:
             return
         try:
@@ -369,25 +433,56 @@ class ImapSession:
             with contextlib.suppress(Exception):
                 self.client.subscribe_folder(self.server_name(name))
 
+    def unselect(self) -> None:
+        """Leave the selected folder without expunging anything (CLOSE would)."""
+        if self.selected is None:
+            return
+        with map_errors("UNSELECT", folder=self.selected):
+            if self.has("UNSELECT"):
+                self.client.unselect_folder()
+            else:
+                # Selecting a folder read-only and leaving it implicitly expunges nothing.
+                self.client.select_folder("INBOX", readonly=True)
+        self.selected = self.selected_uidvalidity = None
+
     def delete_folder(self, name: str) -> None:
         with map_errors("DELETE", folder=name):
             if self.selected == name:
                 self.client.unselect_folder() if self.has(
                     "UNSELECT"
                 ) else self.client.close_folder()
-                self.selected = None
+                self.selected = self.selected_uidvalidity = None
             self.client.delete_folder(self.server_name(name))
 
     def select(self, name: str) -> FolderStatus:
+        self.selected = self.selected_uidvalidity = None
         with map_errors("SELECT", folder=name):
             r = self.client.select_folder(self.server_name(name))
         self.selected = name
+        self.selected_uidvalidity = int(r[b"UIDVALIDITY"])
         return FolderStatus(
-            int(r[b"UIDVALIDITY"]),
+            self.selected_uidvalidity,
             int(r.get(b"UIDNEXT", 0)),
             int(r[b"EXISTS"]),
             int(r[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in r else None,
         )
+
+    def select_checked(self, name: str, uidvalidity: int) -> None:
+        """Select ``name`` (unless it is selected) and make sure its UIDs still mean what
+        they meant when the caller planned with ``uidvalidity``.
+
+        FolderError when the folder was recreated or reset meanwhile (RFC 3501 2.3.1.1):
+        a UID from the plan could now name another message, so nothing may be stored,
+        expunged or moved by it. The next sync re-plans from a fresh listing.
+        """
+        if self.selected != name:
+            self.select(name)
+        if self.selected_uidvalidity != uidvalidity:
+            raise FolderError(
+                f"folder {name} was reset on the server while syncing (UIDVALIDITY "
+                f"{uidvalidity} -> {self.selected_uidvalidity}); nothing was changed there, "
+                "the next sync matches its messages again"
+            )
 
     # -- reading ---------------------------------------------------------------------
 
@@ -502,38 +597,54 @@ class ImapSession:
     # -- writing ---------------------------------------------------------------------
 
     def append(
-        self, name: str, messages: Sequence[tuple[bytes, Flag, dt.datetime | None]]
+        self,
+        name: str,
+        messages: Sequence[tuple[bytes | LiteralSource, Flag, dt.datetime | None]],
     ) -> list[Uid | None]:
-        """Upload messages (CRLF form); returns their new UIDs where the server says them."""
+        """Upload messages; returns their new UIDs where the server says them.
+
+        Each message is its CRLF form (:func:`~syncd.model.to_remote_bytes`), as bytes or
+        as a :class:`LiteralSource` streamed a chunk at a time, and reaches the server
+        byte for byte: imaplib's ``append`` is never used, as it rewrites line endings with
+        a regex over a copy of the whole message (a bare CR became CRLF, so the server's
+        header no longer matched the local one) and holds the GIL while doing so. With
+        MULTIAPPEND several messages go in one command, else one command each; both are
+        imapclient's ``_raw_command``, which handles LITERAL+ and the continuation.
+        """
         if not messages:
             return []
-        server = self.server_name(name)
+        from imapclient.datetime_util import datetime_to_INTERNALDATE
+        from imapclient.imapclient import _literal, seq_to_parenstr
+
+        streamed = _client_classes()[1]
+        client = self.client
+        folder = client._normalise_folder(self.server_name(name))
+        multi = self.has("MULTIAPPEND")
         out: list[Uid | None] = []
-        if self.has("MULTIAPPEND") and len(messages) > 1:
-            start = 0
-            while start < len(messages):
-                end, nbytes = start, 0
-                while end < len(messages) and (end == start or nbytes < APPEND_BATCH_BYTES):
-                    nbytes += len(messages[end][0])
-                    end += 1
-                chunk = messages[start:end]
-                items: list[dict[str, Any]] = []
-                for raw, flags, date in chunk:
-                    item: dict[str, Any] = {"msg": raw, "flags": flags_to_imap(flags)}
-                    if date is not None:
-                        item["date"] = date
-                    items.append(item)
-                with map_errors("APPEND", folder=name):
-                    typ, data = self.client.multiappend(server, items)
-                if typ != "OK":
-                    raise FolderError(f"APPEND (folder {name}): server said: {data!r}")
-                out.extend(self._appenduids(data, len(chunk)))
-                start = end
-            return out
-        for raw, flags, date in messages:
+        start = 0
+        while start < len(messages):
+            end, nbytes = start, 0
+            while end < len(messages) and (end == start or (multi and nbytes < APPEND_BATCH_BYTES)):
+                body = messages[end][0]
+                nbytes += len(body) if isinstance(body, bytes) else body.size
+                end += 1
+            args: list[bytes] = [folder]
+            for body, flags, date in messages[start:end]:
+                args.append(seq_to_parenstr(flags_to_imap(flags)).encode("ascii"))
+                if date is not None:
+                    args.append(b'"%s"' % datetime_to_INTERNALDATE(date).encode("ascii"))
+                if isinstance(body, bytes):
+                    args.append(_literal(body))
+                else:
+                    arg = streamed()
+                    arg.source = body  # type: ignore[attr-defined]
+                    args.append(arg)
             with map_errors("APPEND", folder=name):
-                resp = self.client.append(server, raw, flags_to_imap(flags), date)
-            out.extend(self._appenduids([resp], 1))
+                typ, data = client._raw_command(b"APPEND", args, uid=False)
+            if typ != "OK":
+                raise FolderError(f"APPEND (folder {name}): server said: {data!r}")
+            out.extend(self._appenduids(data, end - start))
+            start = end
         return out
 
     def _appenduids(self, data: Sequence[Any], n: int) -> list[Uid | None]:
@@ -546,8 +657,13 @@ class ImapSession:
                         return [Uid(u) for u in uids]
         return [None] * n
 
-    def set_flags(self, changes: Iterable[tuple[Uid, Flag, Flag]]) -> None:
-        """Apply (uid, old, new) flag changes with few STORE commands (grouped by delta)."""
+    def set_flags(self, changes: Iterable[tuple[Uid, Flag, Flag]], *, uidvalidity: int) -> None:
+        """Apply (uid, old, new) flag changes with few STORE commands (grouped by delta).
+
+        Only in the selected folder and only while it has ``uidvalidity`` (FolderError
+        otherwise, before anything is sent).
+        """
+        self._require_uidvalidity(uidvalidity)
         add: dict[Flag, list[Uid]] = {}
         remove: dict[Flag, list[Uid]] = {}
         for uid, old, new in changes:
@@ -561,10 +677,19 @@ class ImapSession:
             for flags, uids in remove.items():
                 self.client.remove_flags(uids, flags_to_imap(flags), silent=True)
 
-    def expunge(self, uids: Sequence[Uid]) -> None:
-        """Expunge exactly these UIDs (UID EXPUNGE), never other \\Deleted messages."""
+    def _require_uidvalidity(self, uidvalidity: int) -> None:
+        if self.selected is None:
+            raise FolderError("no folder is selected")
+        self.select_checked(self.selected, uidvalidity)
+
+    def expunge(self, uids: Sequence[Uid], *, uidvalidity: int) -> None:
+        """Expunge exactly these UIDs (UID EXPUNGE), never other \\Deleted messages.
+
+        Only in the selected folder and only while it has ``uidvalidity``.
+        """
         if not uids:
             return
+        self._require_uidvalidity(uidvalidity)
         with map_errors("EXPUNGE", folder=self.selected):
             self.client.add_flags(list(uids), [b"\\Deleted"], silent=True)
             if self.has("UIDPLUS"):
@@ -577,10 +702,17 @@ class ImapSession:
                 )
                 self.client.expunge()
 
-    def move(self, uids: Sequence[Uid], dst: str) -> dict[Uid, Uid]:
-        """Move messages to ``dst``; returns old UID -> new UID where COPYUID says it."""
+    def move(
+        self, uids: Sequence[Uid], dst: str, *, uidvalidity: int
+    ) -> tuple[dict[Uid, Uid], int | None]:
+        """Move messages of the selected folder (which must have ``uidvalidity``) to ``dst``.
+
+        Returns old UID -> new UID where COPYUID says it, and the UIDVALIDITY of ``dst``
+        those new UIDs belong to.
+        """
         if not uids:
-            return {}
+            return {}, None
+        self._require_uidvalidity(uidvalidity)
         imap = self.client._imap
         with map_errors("MOVE", folder=self.selected):
             imap.untagged_responses.pop("COPYUID", None)
@@ -591,11 +723,13 @@ class ImapSession:
                 resp = self.client.copy(list(uids), self.server_name(dst))
                 lines = [m.group(1) for m in [re.search(rb"COPYUID ([^\]]+)", resp or b"")] if m]
                 lines += imap.untagged_responses.pop("COPYUID", [])
-                self.expunge(uids)
+                self.expunge(uids, uidvalidity=uidvalidity)
         mapping: dict[Uid, Uid] = {}
+        dst_validity: int | None = None
         for line in lines:
             parts = line.split()
             if len(parts) == 3:
+                dst_validity = int(parts[0])
                 src, new = _uid_set(parts[1]), _uid_set(parts[2])
                 mapping.update({Uid(a): Uid(b) for a, b in zip(src, new, strict=False)})
-        return mapping
+        return mapping, dst_validity

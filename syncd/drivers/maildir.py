@@ -32,6 +32,7 @@ an unmounted or replaced Maildir would otherwise look like every message had bee
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import enum
 import errno
@@ -43,15 +44,15 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
 from syncd.errors import FolderError, MessageError, StateError, StoreError
-from syncd.model import Flag, LocalKey
+from syncd.model import CHUNK_BYTES, Flag, LocalKey, remote_size, to_remote_bytes, to_remote_chunks
 
-__all__ = ["LAYOUTS", "LocalEntry", "MaildirFolder", "MaildirStore"]
+__all__ = ["LAYOUTS", "LocalEntry", "MaildirFolder", "MaildirStore", "UploadFile"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,8 @@ _NAME_MAX = 255
 # kernel timestamp tick without its mtime moving, so its stamp cannot be trusted yet.
 _SETTLE_NS = 2_000_000_000
 _SCAN_ATTEMPTS = 3
+# Above any kernel's jiffy (HZ=100 gives 10 ms); see MaildirFolder._settled.
+_FINE_TICK_NS = 50_000_000
 _INFO_CACHE_MAX = 4096
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
@@ -431,18 +434,29 @@ class MaildirStore:
         log.info("Maildir %s: created folder %s", self.root, name)
         return folder
 
-    def delete_folder(self, name: str) -> None:
-        """Remove ``name``'s cur/, new/, tmp/ and the files in them.
+    def delete_folder(self, name: str, names: Collection[str] | None = None) -> None:
+        """Remove ``name``'s message files, its cur/, new/, tmp/ and, if then empty, itself.
 
-        The folder's directory goes too when nothing else is left in it; it stays when it
-        holds subfolders. The engine calls this only once it has decided every message in
-        the folder was synced and is gone remotely.
+        With ``names`` (the file names the caller checked: every message synced and gone
+        remotely), only those files are unlinked, each by its exact name. Anything else
+        (mail delivered or renamed since, a delivery in progress in tmp/) keeps the folder:
+        FolderError, with nothing of it lost. The directories are removed with rmdir, which
+        fails rather than remove a file that arrived at the last moment.
         """
         folder = self.folder(name)
         if not folder.path.is_dir():
             return
         removed = 0
+        gone_subdirs: list[str] = []
+
+        def keep(why: str) -> FolderError:
+            for sub in gone_subdirs:  # leave a usable Maildir behind
+                with _suppress_os():
+                    (folder.path / sub).mkdir(mode=_DIR_MODE, exist_ok=True)
+            return FolderError(f"not deleting local folder {name!r}: {why}; kept")
+
         try:
+            files: list[tuple[str, str]] = []
             for sub in _SUBDIRS:
                 subdir = folder.path / sub
                 if not subdir.is_dir() or subdir.is_symlink():
@@ -450,12 +464,27 @@ class MaildirStore:
                 with os.scandir(subdir) as it:
                     for entry in it:
                         if entry.is_dir(follow_symlinks=False):
-                            raise FolderError(
-                                f"cannot delete folder {name!r}: {entry.path} is a directory"
-                            )
-                        Path(entry.path).unlink()
-                        removed += 1
-                subdir.rmdir()
+                            raise keep(f"{entry.path} is a directory")
+                        ours = sub == "tmp" and entry.name.endswith(TMP_SUFFIX)
+                        if names is not None and not ours and entry.name not in names:
+                            raise keep(f"{entry.path} arrived or changed since it was checked")
+                        files.append((sub, entry.name))
+            for sub, fname in files:
+                try:
+                    (folder.path / sub / fname).unlink()
+                    removed += 1
+                except FileNotFoundError:
+                    pass  # renamed by a reader: rmdir below finds it and keeps the folder
+            for sub in ("tmp", "new", "cur"):
+                try:
+                    (folder.path / sub).rmdir()
+                    gone_subdirs.append(sub)
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                        raise keep(f"mail arrived in {folder.path / sub} meanwhile") from exc
+                    raise
             if folder.path != self.root:
                 (folder.path / "maildirfolder").unlink(missing_ok=True)
                 try:
@@ -603,6 +632,17 @@ def _unusable(entry: os.DirEntry[str]) -> str | None:
     return None
 
 
+def _tick_ns(*mtimes_ns: int) -> int:
+    """How long after a directory change its mtime may stay the same (see _settled).
+
+    Directory timestamps come from the kernel's coarse clock (a jiffy, 1-10 ms), or whole
+    seconds on some filesystems, which show as mtimes without a fraction.
+    """
+    if all(m % 1_000_000_000 == 0 for m in mtimes_ns):
+        return 1_000_000_000
+    return _FINE_TICK_NS
+
+
 def _is_maildir(path: str | Path) -> bool:
     base = Path(path)
     return (base / "cur").is_dir() and (base / "new").is_dir()
@@ -619,6 +659,7 @@ class MaildirFolder:
         self._checked: dict[str, set[str]] = {"new": set(), "cur": set()}
         self._damaged: frozenset[LocalKey] = frozenset()
         self._dirty: set[str] = set()
+        self._stable = True
 
     def __repr__(self) -> str:
         return f"MaildirFolder({self.name!r}, {str(self.path)!r})"
@@ -662,6 +703,73 @@ class MaildirFolder:
         cur = (self.path / "cur").stat()
         return (new.st_ino, new.st_mtime_ns, cur.st_ino, cur.st_mtime_ns)
 
+    def _settled(self, state: tuple[int, ...], taken_ns: int) -> bool:
+        """True when ``state`` (taken at ``taken_ns``) would show any later change.
+
+        A directory's mtime comes from the kernel's coarse clock: a rename in the same
+        tick as the last change leaves it as it was. Only a stamp older than a tick is
+        proof that a later, equal stamp means "nothing happened in between".
+        """
+        newest = max(state[1], state[3])
+        return taken_ns - newest > _tick_ns(state[1], state[3])
+
+    def _quiet_state(self) -> tuple[tuple[int, ...], bool]:
+        """The directories' state, and whether it is settled (see :meth:`_settled`).
+
+        When a change is younger than a tick, waits the tick out once (at most 50 ms, or a
+        second on filesystems with whole-second times), as mbsync does.
+        """
+        taken = time.time_ns()
+        state = self._dir_state()
+        if self._settled(state, taken):
+            return state, True
+        tick = _tick_ns(state[1], state[3])
+        time.sleep(max(0, tick - (taken - max(state[1], state[3]))) / 1e9 + 0.001)
+        taken = time.time_ns()
+        state = self._dir_state()
+        return state, self._settled(state, taken)
+
+    @property
+    def stable(self) -> bool:
+        """Whether the last scan() is a snapshot: neither directory changed while it ran.
+
+        A readdir racing a reader's rename burst can miss a file, so an unstable scan's
+        absences are no evidence of deletion (see :meth:`confirm_gone`).
+        """
+        return self._stable
+
+    def confirm_gone(self, keys: Collection[LocalKey]) -> set[LocalKey]:
+        """The subset of ``keys`` that provably has no file in new/ or cur/ right now.
+
+        Each key is confirmed by a listing of both directories that no rename, delivery or
+        deletion overlapped (their stamps settled before it and unchanged after it). While
+        a reader keeps changing the folder, nothing is confirmed and the caller must wait
+        for a later sync: a missing file that was only being renamed must never become a
+        deletion on the other side.
+        """
+        if not keys:
+            return set()
+        try:
+            for _ in range(_SCAN_ATTEMPTS):
+                before, settled = self._quiet_state()
+                if not settled:
+                    continue
+                present: set[str] = set()
+                for subdir in ("new", "cur"):
+                    with os.scandir(self.path / subdir) as it:
+                        present.update(e.name.partition(":")[0] for e in it)
+                if self._dir_state() == before:
+                    return {k for k in keys if k not in present}
+        except OSError as exc:
+            log.warning("Maildir folder %s: cannot re-list it: %s", self.name, _os_message(exc))
+            return set()
+        log.info(
+            "Maildir folder %s keeps changing; %d deletions wait for the next sync",
+            self.name,
+            len(keys),
+        )
+        return set()
+
     # -- reading ---------------------------------------------------------------------
 
     def scan(self, trusted: Collection[str] = ()) -> dict[LocalKey, LocalEntry]:
@@ -677,11 +785,15 @@ class MaildirFolder:
         self._require()
         try:
             for _ in range(_SCAN_ATTEMPTS - 1):
-                before = self._dir_state()
+                before, settled = self._quiet_state()
                 result = self._scan_once(trusted)
                 if self._dir_state() == before:
+                    self._stable = settled
                     return result
                 log.debug("Maildir folder %s changed while listed; listing again", self.name)
+            # Still changing: the listing is usable for copies and flags, but its absences
+            # are not deletions (the engine checks `stable`).
+            self._stable = False
             return self._scan_once(trusted)
         except OSError as exc:
             raise FolderError(
@@ -767,7 +879,28 @@ class MaildirFolder:
         return out
 
     def _refind(self, key: LocalKey) -> LocalEntry | None:
-        """Where the message ``key`` is now, after a reader renamed it; None if gone."""
+        """Where the message ``key`` is now, after a reader renamed it; None if gone.
+
+        A file being renamed while a directory is read can be missed, so "not found" is
+        believed only from a listing that no change overlapped (or after three tries).
+        """
+        found: LocalEntry | None = None
+        for _ in range(_SCAN_ATTEMPTS):
+            try:
+                before, settled = self._quiet_state()
+            except OSError:
+                return self._refind_once(key)
+            found = self._refind_once(key)
+            if found is not None:
+                return found
+            try:
+                if settled and self._dir_state() == before:
+                    return None
+            except OSError:
+                return None
+        return found
+
+    def _refind_once(self, key: LocalKey) -> LocalEntry | None:
         best: LocalEntry | None = None
         for subdir in ("new", "cur"):
             try:
@@ -829,6 +962,16 @@ class MaildirFolder:
     def mtime(self, entry: LocalEntry) -> float:
         return self._with_retry(entry, "stat", lambda p: p.stat().st_mtime)
 
+    def read_remote(self, entry: LocalEntry) -> bytes | UploadFile:
+        """The message in the CRLF form to upload (:func:`~syncd.model.to_remote_bytes`).
+
+        Up to one chunk (1 MiB) as bytes. A bigger file is returned open, as an
+        :class:`UploadFile` that produces the same bytes a chunk at a time, so uploading a
+        200 MB attachment never holds a copy of it; the caller closes it. MessageError if
+        the file is gone or unreadable.
+        """
+        return self._with_retry(entry, "read", _open_remote)
+
     # -- writing ---------------------------------------------------------------------
 
     def _tmp_dir(self) -> Path:
@@ -845,12 +988,19 @@ class MaildirFolder:
                 raise StoreError(f"cannot create {tmp}: {_os_message(exc)}") from exc
         return tmp
 
-    def deliver(self, messages: Sequence[tuple[bytes, Flag, float | None]]) -> list[LocalEntry]:
-        """Store messages (LF bytes, flags, mtime or None) durably; entries in input order.
+    def deliver(
+        self, messages: Sequence[tuple[bytes | Iterable[bytes], Flag, float | None]]
+    ) -> list[LocalEntry]:
+        """Store messages (LF form, flags, mtime or None) durably; entries in input order.
 
-        All or nothing: on any error the batch's files are removed from tmp/, new/ and cur/
-        and StoreError is raised with the system's message (ENOSPC, EDQUOT, EIO...). When it
-        returns, every file is on stable storage and visible to readers.
+        A message is its bytes, or an iterable of chunks written one after the other as
+        they come (a big message converted chunk by chunk is never held whole: see
+        :func:`syncd.model.to_local_chunks`).
+
+        All or nothing: on any error (also one raised by a chunk iterable) the batch's files
+        are removed from tmp/, new/ and cur/ and the error propagates; an OSError becomes
+        StoreError with the system's message (ENOSPC, EDQUOT, EIO...). When it returns,
+        every file is on stable storage and visible to readers.
         """
         if not messages:
             return []
@@ -871,7 +1021,11 @@ class MaildirFolder:
                     fd = os.open(tmp_name, _O_NEW_FILE, _FILE_MODE, dir_fd=fds["tmp"])
                     staged.append((tmp_name, subdir, _file_name(base, flags, "", subdir)))
                     try:
-                        _write_all(fd, data)
+                        if isinstance(data, bytes):
+                            _write_all(fd, data)
+                        else:
+                            for chunk in data:
+                                _write_all(fd, chunk)
                         if when is not None:
                             os.utime(fd, (when, when))
                         if _syncfs is None:
@@ -921,32 +1075,53 @@ class MaildirFolder:
                 _quiet_unlink(tmp_name, fds.get("tmp"), self.path / "tmp")
 
     def set_flags(self, entry: LocalEntry, flags: Flag) -> LocalEntry:
-        """Rename the file to carry ``flags``; returns the entry as it is now.
+        """Change the message's flags from ``entry.flags`` to ``flags``; the entry as it is now.
+
+        The rename is made *from* ``entry``'s name only. When a reader renamed the file
+        meanwhile, its current flags are read again and only this change (the flags added
+        and removed between ``entry.flags`` and ``flags``) is applied on top of them, so a
+        flag the reader set at that moment is kept, never overwritten with stale ones.
 
         Letters syncd does not know are kept. Any flag moves a file from new/ to cur/; a file
-        never moves back. Follows a concurrent rename by a reader once; MessageError if the
-        message is gone. Call flush() before relying on the change surviving a crash.
+        never moves back. MessageError if the message is gone. Call flush() before relying
+        on the change surviving a crash.
         """
         if entry.flags == flags:
             return entry
+        add, drop = flags & ~entry.flags, entry.flags & ~flags
+        current, target = entry, flags
         try:
-            try:
-                return self._rename_flags(entry, flags)
-            except FileNotFoundError:
-                current = self._retry(entry, "change flags of")
-                if current.flags == flags:
-                    return current
-                return self._rename_flags(current, flags)
+            for _ in range(_SCAN_ATTEMPTS):
+                try:
+                    return self._rename_flags(current, target)
+                except FileNotFoundError:
+                    found = self._refind(entry.key)
+                    if found is None:
+                        raise
+                current = found
+                target = (found.flags | add) & ~drop
+                if target == found.flags:
+                    return found
+                log.debug(
+                    "Maildir folder %s: %s was renamed meanwhile to %s; merging",
+                    self.name,
+                    entry.key,
+                    found.name,
+                )
         except FileNotFoundError as exc:
             raise MessageError(
                 f"Maildir folder {self.name!r}: cannot change flags of {entry.key}: it "
-                "vanished while being renamed"
+                "was deleted meanwhile"
             ) from exc
         except OSError as exc:
             raise FolderError(
-                f"Maildir folder {self.name!r}: cannot rename {self.path_of(entry)}: "
+                f"Maildir folder {self.name!r}: cannot rename {self.path_of(current)}: "
                 f"{_os_message(exc)}"
             ) from exc
+        raise MessageError(
+            f"Maildir folder {self.name!r}: cannot change flags of {entry.key}: it keeps "
+            "being renamed"
+        )
 
     def _rename_flags(self, entry: LocalEntry, flags: Flag) -> LocalEntry:
         subdir = "cur" if (flags or entry.subdir == "cur") else "new"
@@ -959,18 +1134,31 @@ class MaildirFolder:
         self._dirty.update((entry.subdir, subdir))
         return new
 
-    def remove(self, entry: LocalEntry) -> None:
-        """Delete the message; a message already gone is not an error."""
-        current: LocalEntry | None = entry
-        for _ in range(2):
-            assert current is not None
+    def remove(self, entry: LocalEntry) -> bool:
+        """Delete the message if it is unchanged since ``entry`` was read; True if it is gone.
+
+        The file is unlinked by ``entry``'s name only. A reader that renamed it meanwhile
+        either only moved it (new/ to cur/ with the same flags: it is deleted there) or
+        changed its flags: then it is kept and False returned, since a message changed on
+        one side survives its deletion on the other. A message already gone is not an error.
+        """
+        current = entry
+        for _ in range(_SCAN_ATTEMPTS):
             try:
                 self.path_of(current).unlink()
             except FileNotFoundError:
-                # A reader may have renamed it (flag change): the message would survive.
-                current = self._refind(entry.key)
-                if current is None:
-                    return
+                found = self._refind(entry.key)
+                if found is None:
+                    return True
+                if found.flags != entry.flags:
+                    log.info(
+                        "Maildir folder %s: %s changed (now %s) while being deleted; keeping it",
+                        self.name,
+                        entry.key,
+                        found.name,
+                    )
+                    return False
+                current = found
                 continue
             except OSError as exc:
                 raise MessageError(
@@ -978,7 +1166,7 @@ class MaildirFolder:
                     f"{_os_message(exc)}"
                 ) from exc
             self._dirty.add(current.subdir)
-            return
+            return True
         raise MessageError(
             f"Maildir folder {self.name!r}: cannot delete {entry.key}: it keeps being renamed"
         )
@@ -1045,6 +1233,67 @@ class MaildirFolder:
                 "Maildir folder %s: removed %d unfinished deliveries from tmp/", self.name, count
             )
         return count
+
+
+class UploadFile:
+    """An open message file, read as its CRLF form one chunk at a time for an upload.
+
+    ``size`` is the exact length of that form, counted when the file was opened, as an
+    IMAP literal must announce it before the first byte. The file stays open, so a reader
+    renaming it meanwhile changes nothing. If its content changes anyway (Maildir files are
+    never rewritten, but an editor might), :meth:`chunks` raises MessageError before the
+    last chunk: the server never receives a complete literal of the wrong length.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = path.open("rb", buffering=0)
+        try:
+            self.head = self._file.read(CHUNK_BYTES)
+            """The first chunk as stored (LF form): enough to sniff and fingerprint."""
+            self.size = remote_size(
+                itertools.chain((self.head,), iter(lambda: self._file.read(CHUNK_BYTES), b""))
+            )
+        except BaseException:
+            self._file.close()
+            raise
+
+    def chunks(self) -> Iterator[bytes]:
+        """The CRLF form from the start of the file; its lengths add up to ``size``."""
+        self._file.seek(0)
+        pending = b""
+        sent = 0
+        for chunk in to_remote_chunks(iter(lambda: self._file.read(CHUNK_BYTES), b"")):
+            # One chunk of look-ahead, so a length check can still fail before the end.
+            if pending:
+                yield pending
+            pending = chunk
+            sent += len(chunk)
+        if sent != self.size:
+            raise MessageError(
+                f"{self.path} changed while it was being uploaded ({self.size} bytes "
+                f"announced, {sent} read); it is uploaded again by the next sync"
+            )
+        if pending:
+            yield pending
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _open_remote(path: Path) -> bytes | UploadFile:
+    with path.open("rb", buffering=0) as f:
+        if os.fstat(f.fileno()).st_size <= CHUNK_BYTES:
+            return to_remote_bytes(f.read())
+    return UploadFile(path)
+
+
+@contextlib.contextmanager
+def _suppress_os() -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        log.warning("Maildir: %s", _os_message(exc))
 
 
 def _quiet_unlink(name: str, dir_fd: int | None, where: Path) -> None:

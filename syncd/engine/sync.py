@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from syncd.drivers.imap import FolderStatus, ImapSession, Listing
-from syncd.drivers.maildir import LocalEntry, MaildirFolder, MaildirStore
+from syncd.drivers.imap import Fetched, FolderStatus, ImapSession, Listing
+from syncd.drivers.maildir import LocalEntry, MaildirFolder, MaildirStore, UploadFile
 from syncd.errors import FolderError, MessageError, StoreError, SyncdError, TransientError
 from syncd.model import (
     Fingerprint,
@@ -22,9 +22,9 @@ from syncd.model import (
     Policy,
     Side,
     Uid,
+    chunks_of,
     fingerprint,
-    to_local_bytes,
-    to_remote_bytes,
+    to_local_chunks,
 )
 from syncd.planner import (
     Copy,
@@ -65,6 +65,7 @@ class FolderReport:
     deleted_local: int = 0
     moved: int = 0
     matched: int = 0
+    deferred: int = 0
     skipped: bool = False
     created: str | None = None
     error: str | None = None
@@ -138,6 +139,10 @@ class _Snap:
     local_fps: dict[LocalKey, Fingerprint]
     remote_fps: dict[Uid, Fingerprint]
     reset: bool
+    stable: bool = True
+    """Whether the local scan was a snapshot (no rename overlapped it)."""
+    deferred: bool = False
+    """Some deletions or moves were held back: the next sync must list the folder again."""
     plan: Plan = field(default_factory=Plan)
     sizes_count: tuple[int, int] = (0, 0)
     """(remote, local) message counts as listed, for the mass-deletion guard."""
@@ -311,6 +316,9 @@ class AccountSync:
         fr = self.report.folder(name)
         base = self.state.pairs(name)
         by_key = {p.key: p for p in base.values()}
+        entries: dict[LocalKey, LocalEntry] = {}
+        listing: Listing | None = None
+        validity = 0
         if side is Side.REMOTE:
             folder = self.store.folder(name)
             entries = folder.scan()
@@ -318,11 +326,14 @@ class AccountSync:
                 k for k, e in entries.items() if k not in by_key or by_key[k].flags != e.flags
             ]
         else:
-            self.session.select(name)
+            validity = self.session.select(name).uidvalidity
+            fs = self.state.folder(name)
             listing = self.session.listing()
             unsynced = [
                 str(u) for u, f in listing.flags.items() if u not in base or base[u].flags != f
             ]
+            if fs is not None and fs.uidvalidity not in (None, validity):
+                unsynced = [str(u) for u in listing.flags]
         where = "on the server" if side is Side.REMOTE else "locally"
         other = "local" if side is Side.REMOTE else "server"
         if unsynced:
@@ -337,12 +348,30 @@ class AccountSync:
         fr.notes.append(f"deleted (it was deleted {where})")
         if self.dry_run:
             return
-        if side is Side.REMOTE:
-            self.store.delete_folder(name)
-            fr.deleted_local = len(base)
-        else:
-            self.session.delete_folder(name)
-            fr.deleted_remote = len(base)
+        try:
+            if side is Side.REMOTE:
+                # Only the files just checked, by their exact names: mail delivered or
+                # changed since keeps the folder.
+                self.store.delete_folder(name, {e.name for e in entries.values()})
+                fr.deleted_local = len(base)
+            else:
+                assert listing is not None
+                # Expunge exactly the messages checked, then delete the folder only if
+                # nothing arrived meanwhile (IMAP has no "delete if unchanged").
+                self.session.expunge(sorted(listing.flags), uidvalidity=validity)
+                self.session.unselect()
+                if self.session.status(name).messages:
+                    raise FolderError(
+                        "new mail arrived in it on the server while it was being deleted; "
+                        "kept, the next sync downloads it"
+                    )
+                self.session.delete_folder(name)
+                fr.deleted_remote = len(base)
+        except FolderError as exc:
+            fr.error = str(exc)
+            fr.notes.pop()
+            log.warning("%s: folder %s: %s", self.account.name, name, exc)
+            return
         self.state.forget_folder(name)
         log.info(
             "%s: folder %s deleted %s, as it was %s",
@@ -470,6 +499,7 @@ class AccountSync:
             remote_fps,
             reset,
         )
+        snap.stable = folder.stable if folder.exists() else True
         snap.sizes_count = (len(remote), len(local))
         snap.plan = plan_folder(
             remote,
@@ -520,14 +550,31 @@ class AccountSync:
     # -- applying --------------------------------------------------------------------
 
     def _apply(self, snap: _Snap, fr: FolderReport) -> None:
+        """Carry out one folder's plan; every destructive step re-checks its premise.
+
+        Server commands run only in the UIDVALIDITY the plan was made in. A message is
+        expunged on the server only once its local file is confirmed gone (the scan that
+        missed it may have raced a reader's rename); local renames and deletions go from
+        the exact name that was planned, so a reader's change made meanwhile is merged or
+        kept, never overwritten. A message that cannot be handled is skipped, not the folder.
+        """
         name = snap.name
         plan = snap.plan
         session, state = self.session, self.state
         folder = self.store.folder(name)
-        if session.selected != name:
-            session.select(name)
+        session.select_checked(name, snap.status_uidvalidity)
         if snap.reset:
             state.clear_pairs(name)
+        self._record_uidvalidity(snap)
+
+        expunge = [
+            Uid(int(a.ident))
+            for a in plan.actions
+            if isinstance(a, Delete) and a.side is Side.REMOTE
+        ]
+        # Confirmed before our own renames below make the folder look busy.
+        held = self._unconfirmed(snap, {snap.base[u].key for u in expunge}, fr)
+        expunge = [u for u in expunge if snap.base[u].key not in held]
 
         remote_flags = [
             (Uid(int(a.ident)), a.old, a.new)
@@ -535,37 +582,54 @@ class AccountSync:
             if isinstance(a, SetFlags) and a.side is Side.REMOTE
         ]
         if remote_flags:
-            session.set_flags(remote_flags)
+            session.set_flags(remote_flags, uidvalidity=snap.status_uidvalidity)
             fr.flags_remote = len(remote_flags)
+        skipped: set[LocalKey] = set()
         for a in plan.actions:
             if isinstance(a, SetFlags) and a.side is Side.LOCAL:
-                entry = snap.entries[LocalKey(str(a.ident))]
-                snap.entries[entry.key] = folder.set_flags(entry, a.new)
+                key = LocalKey(str(a.ident))
+                try:
+                    snap.entries[key] = folder.set_flags(snap.entries[key], a.new)
+                except MessageError as exc:
+                    # Its base stays as it was, so the next sync plans it again.
+                    skipped.add(key)
+                    log.warning("%s: %s: %s", self.account.name, name, exc)
+                    continue
                 fr.flags_local += 1
         if fr.flags_local:
             folder.flush()  # renames durable before the base says they happened
-        links = [a for a in plan.actions if isinstance(a, Link)]
+        links = [a for a in plan.actions if isinstance(a, Link) and a.key not in skipped]
         if links:
             state.put_pairs(name, (Pair(a.uid, a.key, a.flags, a.fp) for a in links))
             fr.matched = sum(1 for a in links if a.uid not in snap.base)
 
-        expunge = [
-            Uid(int(a.ident))
-            for a in plan.actions
-            if isinstance(a, Delete) and a.side is Side.REMOTE
-        ]
         if expunge:
-            session.expunge(expunge)
+            session.expunge(expunge, uidvalidity=snap.status_uidvalidity)
             fr.deleted_remote = len(expunge)
         for a in plan.actions:
             if isinstance(a, Delete) and a.side is Side.LOCAL:
-                gone = snap.entries.get(LocalKey(str(a.ident)))
+                key = LocalKey(str(a.ident))
+                gone = snap.entries.get(key)
                 if gone is not None:
-                    folder.remove(gone)
+                    try:
+                        removed = folder.remove(gone)
+                    except MessageError as exc:
+                        log.warning("%s: %s: %s", self.account.name, name, exc)
+                        removed = False
+                    if not removed:
+                        # Changed by a reader meanwhile: it survives, and the next sync
+                        # restores it on the server (its base pair is kept for that).
+                        held.add(key)
+                        continue
                 fr.deleted_local += 1
         if fr.deleted_local:
             folder.flush()
-        forget = [a.uid for a in plan.actions if isinstance(a, Forget)]
+        forget = [
+            a.uid
+            for a in plan.actions
+            if isinstance(a, Forget)
+            and (a.uid not in snap.base or snap.base[a.uid].key not in held)
+        ]
         if forget:
             state.drop_pairs(name, forget)
 
@@ -580,45 +644,105 @@ class AccountSync:
         if uploads:
             self._upload(snap, folder, uploads, fr)
 
+    def _unconfirmed(self, snap: _Snap, keys: set[LocalKey], fr: FolderReport) -> set[LocalKey]:
+        """Which of ``keys`` (absent from the scan) may still be in the folder after all.
+
+        Those are held back from being deleted or moved on the server until a sync sees
+        them gone from a listing no reader's rename overlapped.
+        """
+        if not keys:
+            return set()
+        folder = self.store.folder(snap.name)
+        confirmed = folder.confirm_gone(keys) if snap.stable else set()
+        held = keys - confirmed
+        if held:
+            snap.deferred = True
+            fr.deferred += len(held)
+            fr.notes.append(
+                f"{len(held)} local deletions wait for the next sync (the folder was "
+                "changing while it was read)"
+            )
+        return held
+
+    def _record_uidvalidity(self, snap: _Snap) -> None:
+        """Store the UIDVALIDITY the pairs about to be written belong to, before any is.
+
+        An interrupted first sync then leaves pairs the next run can check against the
+        server, instead of trusting them blindly.
+        """
+        fs = self.state.folder(snap.name)
+        if fs is None or fs.uidvalidity != snap.status_uidvalidity:
+            self.state.save_folder(
+                FolderState(
+                    snap.name,
+                    uidvalidity=snap.status_uidvalidity,
+                    last_error=fs.last_error if fs is not None else None,
+                )
+            )
+
     def _download(
         self, snap: _Snap, folder: MaildirFolder, todo: dict[Uid, Copy], fr: FolderReport
     ) -> None:
         total = len(todo)
         done = 0
+        # A message bigger than a fetch batch arrives alone (ImapSession.fetch), as the
+        # one copy imaplib reads; it is written converted a chunk at a time, and the batch
+        # is let go before the next one is fetched, so two big messages are never held.
         for batch in self.session.fetch(sorted(todo), snap.sizes):
-            items = []
-            for f in batch:
-                date = f.internaldate.timestamp() if f.internaldate is not None else None
-                items.append((to_local_bytes(f.raw), f.flags, date))
-            entries = folder.deliver(items)
-            self.state.put_pairs(
-                snap.name,
-                (
-                    Pair(f.uid, e.key, f.flags, fingerprint(f.raw))
-                    for f, e in zip(batch, entries, strict=True)
-                ),
-            )
+            self._deliver(snap.name, folder, batch)
             done += len(batch)
             fr.downloaded += len(batch)
+            batch.clear()
             if self.progress is not None:
                 self.progress(snap.name, done, total)
+
+    def _deliver(self, name: str, folder: MaildirFolder, batch: list[Fetched]) -> None:
+        items = [
+            (
+                to_local_chunks(chunks_of(f.raw)),
+                f.flags,
+                f.internaldate.timestamp() if f.internaldate is not None else None,
+            )
+            for f in batch
+        ]
+        entries = folder.deliver(items)
+        self.state.put_pairs(
+            name,
+            (
+                Pair(f.uid, e.key, f.flags, fingerprint(f.raw))  # reads the header only
+                for f, e in zip(batch, entries, strict=True)
+            ),
+        )
 
     def _upload(
         self, snap: _Snap, folder: MaildirFolder, todo: list[Copy], fr: FolderReport
     ) -> None:
-        batch: list[tuple[LocalEntry, bytes, Flag, dt.datetime]] = []
+        # A message up to 1 MiB is read whole (CRLF bytes); a bigger one stays an open file
+        # (UploadFile) whose CRLF form is sent a chunk at a time: no copy of it is made.
+        batch: list[tuple[LocalEntry, bytes | UploadFile, Flag, dt.datetime]] = []
         nbytes = 0
+
+        def head(body: bytes | UploadFile) -> bytes:
+            return body if isinstance(body, bytes) else body.head
+
+        def close(body: bytes | UploadFile) -> None:
+            if isinstance(body, UploadFile):
+                body.close()
 
         def flush() -> None:
             nonlocal batch, nbytes
             if not batch:
                 return
-            uids = self.session.append(snap.name, [(raw, fl, d) for _, raw, fl, d in batch])
+            try:
+                uids = self.session.append(snap.name, [(b, fl, d) for _, b, fl, d in batch])
+            finally:
+                for _, body, _, _ in batch:
+                    close(body)
             pairs = []
             replaced = []
-            for (entry, raw, fl, _), uid in zip(batch, uids, strict=True):
+            for (entry, body, fl, _), uid in zip(batch, uids, strict=True):
                 if uid is not None:
-                    pairs.append(Pair(uid, entry.key, fl, fingerprint(raw)))
+                    pairs.append(Pair(uid, entry.key, fl, fingerprint(head(body))))
             for a in todo_by_key.values():
                 if a.replaces is not None and any(e.key == a.ident for e, *_ in batch):
                     replaced.append(a.replaces)
@@ -634,10 +758,13 @@ class AccountSync:
             entry = snap.entries.get(LocalKey(str(a.ident)))
             if entry is None:
                 continue
+            body: bytes | UploadFile | None = None
             try:
-                raw = to_remote_bytes(folder.read(entry))
+                body = folder.read_remote(entry)
                 mtime = folder.mtime(entry)
             except (OSError, StoreError) as exc:
+                if body is not None:
+                    close(body)
                 log.warning(
                     "%s: %s: cannot read %s, not uploaded: %s",
                     self.account.name,
@@ -646,12 +773,13 @@ class AccountSync:
                     exc,
                 )
                 continue
-            if not raw.strip():
+            if isinstance(body, bytes) and not body.strip():
                 log.warning(
                     "%s: %s: %s is empty, not uploaded", self.account.name, snap.name, entry.name
                 )
                 continue
-            if not _looks_like_message(raw):
+            if not _looks_like_message(head(body)):
+                close(body)
                 log.warning(
                     "%s: %s: %s does not start with a header field, so it is not a message "
                     "(a stray binary or text file?); not uploaded, left where it is",
@@ -661,8 +789,8 @@ class AccountSync:
                 )
                 continue
             date = dt.datetime.fromtimestamp(mtime, tz=dt.UTC)
-            batch.append((entry, raw, a.flags, date))
-            nbytes += len(raw)
+            batch.append((entry, body, a.flags, date))
+            nbytes += len(body) if isinstance(body, bytes) else body.size
             if nbytes >= UPLOAD_BATCH_BYTES or len(batch) >= 200:
                 flush()
         flush()
@@ -674,23 +802,37 @@ class AccountSync:
         for mv in self.moves:
             if mv.src in snaps and mv.dst in snaps:
                 groups.setdefault((mv.side, mv.src, mv.dst), []).append(mv)
-        for (side, src, _dst), moves in groups.items():
-            fr = self.report.folder(moves[0].dst)
+        for (side, src, dst), moves in groups.items():
+            fr = self.report.folder(dst)
+            if self.report.folder(src).error or fr.error:
+                continue  # a folder that failed may have been reset: re-plan next time
             try:
                 if side is Side.REMOTE:
-                    fr.moved += self._move_remote(moves, snaps[src])
+                    fr.moved += self._move_remote(moves, snaps[src], snaps[dst])
                 else:
                     fr.moved += self._move_local(moves, snaps[src])
             except (FolderError, MessageError) as exc:
                 fr.error = str(exc)
 
-    def _move_remote(self, moves: list[Move], src: _Snap) -> int:
+    def _move_remote(self, moves: list[Move], src: _Snap, dst: _Snap) -> int:
         """The user moved files between local folders: MOVE their server copies too."""
-        src_name, dst_name = moves[0].src, moves[0].dst
+        src_name, dst_name = src.name, dst.name
+        # A file the scan missed is not a move: move only what is confirmed gone.
+        held = self._unconfirmed(src, {mv.key for mv in moves}, self.report.folder(src_name))
+        if held:
+            dst.deferred = True
+            moves = [mv for mv in moves if mv.key not in held]
+            if not moves:
+                return 0
         old = {mv.uid: src.base[mv.uid] for mv in moves}
-        if self.session.selected != src_name:
-            self.session.select(src_name)
-        new = self.session.move([mv.uid for mv in moves], dst_name)
+        self.session.select_checked(src_name, src.status_uidvalidity)
+        new, validity = self.session.move(
+            [mv.uid for mv in moves], dst_name, uidvalidity=src.status_uidvalidity
+        )
+        if validity is not None and validity != dst.status_uidvalidity:
+            # The target was recreated since it was listed: its new UIDs are not the ones
+            # the state knows it by; the next sync pairs them by header.
+            new = {}
         moved = [(mv, new[mv.uid]) for mv in moves if mv.uid in new]
         with self.state.transaction():
             self.state.drop_pairs(src_name, list(old))
@@ -702,8 +844,11 @@ class AccountSync:
         # The new remote copies still carry the old flags; bring them to the local ones.
         changed = [(mv, uid) for mv, uid in moved if mv.flags != old[mv.uid].flags]
         if changed:
-            self.session.select(dst_name)
-            self.session.set_flags([(uid, old[mv.uid].flags, mv.flags) for mv, uid in changed])
+            self.session.select_checked(dst_name, dst.status_uidvalidity)
+            self.session.set_flags(
+                [(uid, old[mv.uid].flags, mv.flags) for mv, uid in changed],
+                uidvalidity=dst.status_uidvalidity,
+            )
             self.state.put_pairs(
                 dst_name, [Pair(uid, mv.key, mv.flags, old[mv.uid].fp) for mv, uid in changed]
             )
@@ -720,9 +865,15 @@ class AccountSync:
             entry = src.entries.get(mv.key)
             if entry is None:
                 continue
-            moved = dst_folder.adopt(entry, src_folder)
-            if moved.flags != mv.flags:
-                moved = dst_folder.set_flags(moved, mv.flags)
+            try:
+                moved = dst_folder.adopt(entry, src_folder)
+                # A reader may have changed its flags since the scan: apply only the
+                # planned change on top of what the file says now.
+                add, drop = mv.flags & ~entry.flags, entry.flags & ~mv.flags
+                moved = dst_folder.set_flags(moved, (moved.flags | add) & ~drop)
+            except MessageError as exc:
+                log.warning("%s: %s: %s", self.account.name, src_name, exc)
+                continue
             done.append((mv, moved))
         # The renames are durable before the state says they happened.
         dst_folder.flush()
@@ -743,6 +894,8 @@ class AccountSync:
         folder = self.store.folder(snap.name)
         stamp_after = folder.stamp()
         stamp = snap.stamp_before if stamp_after == snap.stamp_before else None
+        if snap.deferred:
+            stamp = None
         self.state.save_folder(
             FolderState(
                 snap.name,

@@ -411,17 +411,23 @@ def test_set_flags_follows_a_concurrent_rename(inbox: MaildirFolder) -> None:
 def test_remove_and_adopt(store: MaildirStore) -> None:
     a = store.create_folder("A")
     b = store.create_folder("B")
-    one, two, three = a.deliver([(MSG, Flag.NONE, None), (MSG, Flag.S, None), (MSG, Flag.F, 1.0)])
-    a.remove(one)
-    a.remove(one)  # already gone: fine
+    one, two, three, four = a.deliver(
+        [(MSG, Flag.NONE, None), (MSG, Flag.S, None), (MSG, Flag.F, 1.0), (MSG, Flag.NONE, None)]
+    )
+    assert a.remove(one)
+    assert a.remove(one)  # already gone: fine
+    # A reader moved it from new/ to cur/ without changing a flag: still the same message.
+    os.rename(a.path_of(four), a.path / "cur" / f"{four.key}:2,")
+    assert a.remove(four)
+    # A reader flagged it as replied meanwhile: a changed message survives a deletion.
     os.rename(a.path_of(two), a.path / "cur" / f"{two.key}:2,RS")
-    a.remove(two)  # follows the reader's rename instead of leaving the message behind
+    assert not a.remove(two)
     moved = b.adopt(three, a)
     assert moved == LocalEntry(three.key, "new", three.name, Flag.F)
     assert b.read(moved) == MSG and b.mtime(moved) == 1.0
     a.flush()
     b.flush()
-    assert a.scan() == {}
+    assert a.scan() == {two.key: LocalEntry(two.key, "cur", f"{two.key}:2,RS", Flag.R | Flag.S)}
     assert b.scan() == {three.key: moved}
     with pytest.raises(MessageError):
         b.adopt(three, a)

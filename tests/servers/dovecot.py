@@ -228,6 +228,7 @@ class Dovecot:
         start_timeout: float = 15.0,
         oauth2_url: str | None = None,
         special_use: dict[str, str] | None = None,
+        imap_capability: str | None = None,
     ) -> None:
         self.base = Path(base).resolve()
         if re.search(r'[\s"\\]', str(self.base)):
@@ -242,6 +243,9 @@ class Dovecot:
         # Mailbox name -> RFC 6154 flag (e.g. {"[Gmail]/Sent Mail": "\\Sent"}): created for
         # every user and listed with that flag, like Gmail's folders.
         self.special_use = dict(special_use or {})
+        # Dovecot's imap_capability: the CAPABILITY list after login, to play a server
+        # without some extension (e.g. LITERAL+ or MULTIAPPEND).
+        self.imap_capability = imap_capability
         self.host = HOST
         self.imap_port = self.pop3_port = self.lmtp_port = 0
         self.imaps_port = self.pop3s_port = 0  # stay 0 without TLS
@@ -570,6 +574,7 @@ lmtp_hdr_delivery_address = none
 lmtp_save_to_detail_mailbox = yes
 lda_mailbox_autocreate = yes
 recipient_delimiter = +
+{"imap_capability = " + self.imap_capability if self.imap_capability else ""}
 
 service imap-login {{
   inet_listener imap {{

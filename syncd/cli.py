@@ -767,7 +767,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     bad = False
     for acct in cfg.accounts:
         for server in acct.servers:
-            label = f"{acct.name}/{server.role} {server.username}@{server.host}:{server.port}"
+            user = f"{server.username}@" if server.username else ""
+            label = f"{acct.name}/{server.role} {user}{server.host}:{server.port}"
             try:
                 detail = probe(server, lambda s=server: get_secret(s))  # type: ignore[misc]
             except SyncdError as exc:

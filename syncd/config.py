@@ -90,6 +90,7 @@ class AuthMethod(enum.Enum):
     XOAUTH2 = "xoauth2"
     OAUTHBEARER = "oauthbearer"
     APOP = "apop"  # POP3 only: the password never crosses the wire
+    NONE = "none"  # SMTP only: a relay that takes mail without login
 
 
 class SecretKind(enum.Enum):
@@ -830,12 +831,6 @@ class _Walker:
         if port is None:
             port = _default_port(role, tls)
 
-        if tunnel is not None and section.get("username") is None:
-            username = ""  # a tunnel to a preauthenticated IMAP process needs no login
-        else:
-            username = self.text(
-                self.require(section, "username"), section.path("username"), what="a user name"
-            )
         auth = AuthMethod.PASSWORD
         if (auth_node := section.get("auth")) is not None:
             auth = self.choice(auth_node, section.path("auth"), AuthMethod, "auth method")
@@ -845,13 +840,44 @@ class _Walker:
                     "auth: apop exists only for POP3; use password, xoauth2 or oauthbearer",
                     _line(auth_node),
                 )
-        secret = self.secret(section, account, role, auth)
+            if auth is AuthMethod.NONE and role != "smtp":
+                self.fail(
+                    section.path("auth"),
+                    f"auth: none exists only for SMTP (a relay that takes mail without "
+                    f"login); {role.upper()} always logs in: use password, xoauth2 or "
+                    "oauthbearer",
+                    _line(auth_node),
+                )
+        elif role == "smtp" and not any(k in section for k in ("username", *_SECRET_KEYS)):
+            auth = AuthMethod.NONE  # neither a user nor a secret: send without login
+        if auth is AuthMethod.NONE:
+            for key in ("username", *_SECRET_KEYS):
+                if (other := section.get(key)) is not None:
+                    self.fail(
+                        section.path(key),
+                        f"{key} has no meaning with auth: none (sending without login); "
+                        "remove it, or remove auth: none to log in",
+                        _line(other),
+                    )
+            username = ""
+        elif tunnel is not None and section.get("username") is None:
+            username = ""  # a tunnel to a preauthenticated IMAP process needs no login
+        else:
+            username = self.text(
+                self.require(section, "username"), section.path("username"), what="a user name"
+            )
+        if auth is AuthMethod.NONE:
+            secret = SecretSource(SecretKind.KEYRING, f"{account}/{role}")  # never asked for
+        else:
+            secret = self.secret(section, account, role, auth)
 
         allow_plaintext = False
         if (plain_node := section.get("allow_plaintext")) is not None:
             allow_plaintext = self.boolean(plain_node, section.path("allow_plaintext"))
         if tls is TlsMode.NONE and not allow_plaintext and not _is_loopback(host):
             what = "the OAuth2 token" if auth in _OAUTH else "the password"
+            if auth is AuthMethod.NONE:
+                what = "your mail"
             self.fail(
                 section.path("tls"),
                 f"tls: none would send {what} in clear text to {host}; RFC 8314 asks "

@@ -37,4 +37,6 @@ def probe(server: ServerConfig, secret: Callable[[], str]) -> str:
     with SmtpSession(server, secret) as smtp:
         if smtp.authenticated:
             return "logged in"
+    if not server.username:
+        return "auth: none, sending without login"
     return "server offers no AUTH; sending without login"

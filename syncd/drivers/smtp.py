@@ -25,6 +25,7 @@ import re
 import smtplib
 import socket
 import ssl
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -126,6 +127,24 @@ def _mapped(cfg: SmtpConfig, what: str) -> Iterator[None]:
         raise map_error(exc, cfg, what) from exc
 
 
+_said: set[tuple[object, ...]] = set()
+_said_lock = threading.Lock()
+
+
+def _first_time(key: tuple[object, ...]) -> bool:
+    """True once per process for ``key``: a daemon connects often and says things once."""
+    with _said_lock:
+        if key in _said:
+            return False
+        _said.add(key)
+        return True
+
+
+def _log_once(key: tuple[object, ...], msg: str, *args: object) -> None:
+    """``msg`` at INFO the first time in this process, at DEBUG after that."""
+    log.log(logging.INFO if _first_time(key) else logging.DEBUG, msg, *args)
+
+
 def _local_hostname() -> str:
     # Explicit, because smtplib's default (socket.getfqdn) asks DNS, which can hang for
     # seconds on a machine that is offline or on a captive portal.
@@ -194,22 +213,32 @@ class SmtpSession:
         except BaseException:
             self.close()
             raise
+        extensions = " ".join(sorted(smtp.esmtp_features))
+        if _first_time(("extensions", cfg.host, cfg.port, extensions)):
+            log.debug("SMTP %s:%s: extensions: %s", cfg.host, cfg.port, extensions)
         log.debug(
-            "SMTP %s:%s: connected%s, extensions: %s",
+            "SMTP %s:%s: connected%s",
             cfg.host,
             cfg.port,
             " and logged in" if self.authenticated else "",
-            " ".join(sorted(smtp.esmtp_features)),
         )
 
     def _login(self, smtp: smtplib.SMTP) -> None:
         from syncd.config import AuthMethod
 
         cfg = self.cfg
+        if cfg.auth is AuthMethod.NONE:
+            log.debug("SMTP %s:%s: auth: none, sending without login", cfg.host, cfg.port)
+            return
         if not smtp.has_extn("auth"):
             # Some relays (a local Postfix on loopback) take mail without login; TLS was
             # already insisted on above, so nothing is weakened by going on.
-            log.info("SMTP %s:%s offers no AUTH; sending without login", cfg.host, cfg.port)
+            _log_once(
+                ("no-auth", cfg.host, cfg.port),
+                "SMTP %s:%s offers no AUTH; sending without login",
+                cfg.host,
+                cfg.port,
+            )
             return
         secret = self._secret()
         with _mapped(cfg, "AUTH"):

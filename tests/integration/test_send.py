@@ -89,6 +89,8 @@ class Box:
     timeout: float = 5.0
     secret: str = ""
     """The smtp section's secret line; default: password_command reading the password."""
+    login: bool = True
+    """False: the smtp section has neither username nor secret (a relay without AUTH)."""
 
     @property
     def config(self) -> Path:
@@ -118,12 +120,16 @@ accounts:
       host: 127.0.0.1
       port: {self.server.port}
       tls: {self.tls}
-      username: {self.server.user}
-      {self.secret or f"password_command: cat {self.root}/pw"}
-      timeout: {self.timeout}
+{self._login_lines()}      timeout: {self.timeout}
 {ca}{self.smtp_extra}{self.more}"""
         )
         return self.config
+
+    def _login_lines(self) -> str:
+        if not self.login:
+            return ""
+        secret = self.secret or f"password_command: cat {self.root}/pw"
+        return f"      username: {self.server.user}\n      {secret}\n"
 
     def run(self, *args: str, stdin: bytes = b"") -> Result:
         self.write_config()
@@ -496,6 +502,33 @@ def test_auth_login_only(tmp_path: Path, certs: CertFiles) -> None:
         box.sendmail(message(1))
         box.send()
         assert server.logins == ["LOGIN"] and len(server.messages()) == 1
+
+
+def test_a_relay_without_auth_needs_no_username(tmp_path: Path) -> None:
+    # A loopback relay (or an ISP's) that offers no AUTH: no username, no secret.
+    with Smtpd(tls="none", offer_auth=False) as server:
+        box = Box(tmp_path / "b", server, None, tls="none", login=False)
+        box.sendmail(message(1))
+        box.send()
+        box.smtp_extra = "      auth: none\n"
+        box.sendmail(message(2))
+        r = box.send()
+        assert [m.lf for m in server.messages()] == [message(1), message(2)], r.err
+        assert server.logins == []
+        assert len(box.sent_copies()) == 2
+
+
+def test_no_auth_offered_is_said_once_per_process(tmp_path: Path) -> None:
+    # A username is configured but the server offers no AUTH: say so once, not per send.
+    with Smtpd(tls="none", offer_auth=False) as server:
+        box = Box(tmp_path / "b", server, None, tls="none")
+        said = []
+        for i in range(3):
+            box.sendmail(message(i))
+            r = box.send("-v")
+            said.append(r.err.count("offers no AUTH; sending without login"))
+        assert len(server.messages()) == 3
+        assert said == [1, 0, 0]
 
 
 def test_xoauth2_with_token_command(tmp_path: Path, certs: CertFiles) -> None:

@@ -1,12 +1,13 @@
 """A real SMTP submission server for tests: aiosmtpd in a thread, on a free loopback port.
 
 ``Smtpd(tls="starttls", certs=...)`` offers STARTTLS and AUTH PLAIN/LOGIN (and XOAUTH2 when
-a token is given) and refuses MAIL before AUTH; ``tls="implicit"`` wraps the socket before
-the greeting (the port 465 style); ``tls="none"`` is plain. Every accepted message is kept
-in :attr:`Smtpd.received` (envelope and bytes, as the server got them). Failures are
-programmable: :meth:`fail_next` (451, 552... for the next N messages), :meth:`refuse`
-(one recipient), :meth:`stall` (no answer to DATA for a while). :meth:`restart` stops and
-starts on the same port; :meth:`start` returns only after the server sent its greeting.
+a token is given) and refuses MAIL before AUTH (``offer_auth=False``: no AUTH at all, like a
+relay); ``tls="implicit"`` wraps the socket before the greeting (the port 465 style);
+``tls="none"`` is plain. Every accepted message is kept in :attr:`Smtpd.received` (envelope
+and bytes, as the server got them). Failures are programmable: :meth:`fail_next` (451,
+552... for the next N messages), :meth:`refuse` (one recipient), :meth:`stall` (no answer to
+DATA for a while). :meth:`restart` stops and starts on the same port; :meth:`start` returns
+only after the server sent its greeting.
 """
 
 from __future__ import annotations
@@ -66,6 +67,20 @@ class _Program:
 class _Handler:
     def __init__(self, server: Smtpd) -> None:
         self.server = server
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        # offer_auth=False: a relay that takes mail without login (no AUTH line at all).
+        session.host_name = hostname
+        if self.server.offer_auth:
+            return responses
+        return [r for r in responses if not r[4:].upper().startswith("AUTH")]
 
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
@@ -159,6 +174,7 @@ class Smtpd:
         token: str | None = None,
         mechanisms: Iterable[str] = ("PLAIN", "LOGIN"),
         require_auth: bool = True,
+        offer_auth: bool = True,
     ) -> None:
         if tls not in ("starttls", "implicit", "none"):
             raise ValueError(f"tls must be starttls, implicit or none, not {tls!r}")
@@ -170,7 +186,8 @@ class Smtpd:
         self.password = password
         self.token = token
         self.mechanisms = tuple(m.upper() for m in mechanisms)
-        self.require_auth = require_auth
+        self.require_auth = require_auth and offer_auth
+        self.offer_auth = offer_auth
         self.host = HOST
         self.port = _free_port()
         self.received: list[Received] = []

@@ -465,6 +465,15 @@ def test_merge_keys_share_settings() -> None:
     assert smtp.secret == SecretSource(SecretKind.COMMAND, "a/smtp", command="pass mail")
 
 
+@pytest.mark.parametrize("auth", ["", "      auth: none\n"])
+def test_smtp_without_login(auth: str) -> None:
+    # A relay that takes mail without AUTH needs neither a username nor a secret.
+    smtp = parse_config(MINIMAL + "    smtp:\n      host: relay.example.org\n" + auth)
+    cfg = smtp.accounts[0].smtp
+    assert cfg is not None
+    assert (cfg.username, cfg.auth) == ("", AuthMethod.NONE)
+
+
 def test_pop3_options() -> None:
     base = "accounts:\n  a:\n    maildir: /m\n    pop3:\n      host: h.example\n      username: u\n"
     pop3 = parse_config(base).accounts[0].pop3
@@ -659,6 +668,32 @@ ERRORS: list[tuple[str, str | None, int, str]] = [
         "accounts.a.imap.ca_file",
         9,
         "no effect",
+    ),
+    # SMTP without login: `auth: none`, or neither username nor a secret.
+    (MINIMAL + "      auth: none\n", "accounts.a.imap.auth", 7, "exists only for SMTP"),
+    (
+        MINIMAL + "    smtp:\n      host: s\n      auth: none\n      username: u\n",
+        "accounts.a.smtp.username",
+        10,
+        "no meaning with auth: none",
+    ),
+    (
+        MINIMAL + "    smtp:\n      host: s\n      auth: none\n      password_command: x\n",
+        "accounts.a.smtp.password_command",
+        10,
+        "no meaning with auth: none",
+    ),
+    (
+        MINIMAL + "    smtp:\n      host: s\n      password_command: x\n",
+        "accounts.a.smtp",
+        7,
+        'missing required key "username"',
+    ),
+    (
+        MINIMAL + "    smtp:\n      host: smtp.example.org\n      tls: none\n",
+        "accounts.a.smtp.tls",
+        9,
+        "your mail in clear text",
     ),
 ]
 

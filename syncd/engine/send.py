@@ -74,6 +74,7 @@ from syncd.state import AccountLock, State
 
 if TYPE_CHECKING:
     from syncd.config import AccountConfig, Config, SmtpConfig
+    from syncd.model import Uid
 
 __all__ = ["OutboxItem", "OutboxStatus", "SendReport", "daemon_drain", "drain", "outbox_status"]
 
@@ -585,6 +586,7 @@ class _Drain:
     ) -> None:
         from syncd.drivers.imap import ImapSession, map_errors
         from syncd.model import Flag, to_remote_bytes
+        from syncd.planner.folders import folder_selected
 
         assert self.account.imap is not None
         if self.imap_secret is None:
@@ -602,8 +604,60 @@ class _Drain:
                         if key not in recovered
                         or not session.client.search(["HEADER", "Message-ID", p.message_id])
                     ]
+            made: list[tuple[Prepared, bytes, Uid | None]] = []
             for batch in _batches(copies):
-                session.append(folder, [(to_remote_bytes(p.copy), Flag.S, None) for p in batch])
+                wire = [to_remote_bytes(p.copy) for p in batch]
+                uids = session.append(folder, [(w, Flag.S, None) for w in wire])
+                made.extend(zip(batch, wire, uids, strict=True))
+            if made and folder_selected(folder, self.account.imap.folders):
+                uidvalidity = session.status(folder).uidvalidity
+                try:
+                    self._copy_imap_locally(folder, made, uidvalidity)
+                except SyncdError as exc:
+                    # The server has the copies; the next sync brings them down instead.
+                    log.warning(
+                        "%s: the local copy in %s could not be made now (%s); the next sync "
+                        "downloads it",
+                        self.where,
+                        folder,
+                        exc,
+                    )
+
+    def _copy_imap_locally(
+        self, folder: str, made: Sequence[tuple[Prepared, bytes, Uid | None]], uidvalidity: int
+    ) -> None:
+        """Write the Sent copies just appended to the server into the local folder too,
+        paired with their server copies, so mail readers see them at once and the next sync
+        never downloads them.
+
+        The local bytes are what a download would write (the server's CRLF form back to
+        LF). A copy whose UID the server did not say (no UIDPLUS) is left unpaired: the
+        next sync matches it with the server copy by header fingerprint, as after a crash
+        between the delivery and the commit of the pairs. Pairs are written only in the
+        UIDVALIDITY the state knows for the folder (recorded first if it knows none).
+        """
+        from syncd.drivers.maildir import MaildirStore
+        from syncd.model import Flag, Pair, fingerprint, to_local_bytes
+        from syncd.state import FolderState
+
+        store = MaildirStore(
+            self.account.maildir, self.account.layout.value, exclude=[self.outbox.path]
+        )
+        target = store.create_folder(folder)
+        fs = self.st.folder(folder)
+        pair_ok = fs is None or fs.uidvalidity in (None, uidvalidity)
+        if fs is None or fs.uidvalidity is None:
+            # As the sync does before its first pairs: the next run can check them.
+            last_error = fs.last_error if fs is not None else None
+            self.st.save_folder(FolderState(folder, uidvalidity=uidvalidity, last_error=last_error))
+        entries = target.deliver([(to_local_bytes(wire), Flag.S, None) for _, wire, _ in made])
+        pairs = [
+            Pair(uid, entry.key, Flag.S, fingerprint(wire))
+            for (_, wire, uid), entry in zip(made, entries, strict=True)
+            if uid is not None
+        ]
+        if pairs and pair_ok:
+            self.st.put_pairs(folder, pairs)
 
     def _copy_local(
         self, folder: str, copies: Sequence[tuple[str, Prepared]], recovered: set[str]

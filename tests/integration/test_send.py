@@ -657,6 +657,57 @@ def test_sync_drains_and_puts_the_sent_copy_in_the_imap_sent_folder(
     assert list((account.maildir / ".outbox" / "new").iterdir()) == []
 
 
+def _smtp_section(smtpd: Smtpd, certs: CertFiles) -> str:
+    return f"""    smtp:
+      host: 127.0.0.1
+      port: {smtpd.port}
+      tls: starttls
+      username: {smtpd.user}
+      password_command: echo {smtpd.password}
+      ca_file: {certs.ca_pem}
+      sent_folder: Sent
+"""
+
+
+@pytest.mark.dovecot
+@pytest.mark.parametrize("paired", [True, False], ids=["appenduid", "unpaired"])
+def test_the_sent_copy_is_local_at_once_and_never_downloaded_again(
+    account: Account, smtpd: Smtpd, certs: CertFiles, paired: bool
+) -> None:
+    from syncd.state import State
+
+    account.extra = _smtp_section(smtpd, certs)
+    account.sync()
+    raws = [message(1), message(2, body="\u00e9t\u00e9")]
+    for raw in raws:
+        r = run_cli(["sendmail", "-c", str(account.config)], raw)
+        assert r.code == 0, r.err
+    r = account.run("send")  # only the drain: no sync brings the copy down
+    assert r.code == 0, r.err
+    assert len(smtpd.messages()) == 2
+    local = {p.read_bytes(): p.name.rsplit(":2,", 1)[1] for p in account.local_files("Sent")}
+    assert local == {raw: "S" for raw in raws}
+    remote = account.remote_messages("Sent")
+    assert sorted(body for body, _ in remote.values()) == sorted(raws)
+    assert all(b"\\Seen" in flags for _, flags in remote.values())
+    if not paired:
+        # As without APPENDUID (no UIDPLUS), or after a crash before the pairs were
+        # committed: the next sync must match the copies by header, not copy them again.
+        with State.for_account(account.state_dir, account.name) as st:
+            st.drop_pairs("Sent", list(st.pairs("Sent")))
+    account.sync()
+    account.sync()
+    assert len(account.local_files("Sent")) == 2
+    assert len(account.remote_messages("Sent")) == 2
+    # The pair is real: a flag set locally on the copy reaches its server copy.
+    first = next(p for p in account.local_files("Sent") if p.read_bytes() == raws[0])
+    first.rename(first.parent.parent / "cur" / (first.name.split(":2,")[0] + ":2,FS"))
+    account.sync()
+    flags = {body: f for body, f in account.remote_messages("Sent").values()}
+    assert b"\\Flagged" in flags[raws[0]] and b"\\Flagged" not in flags[raws[1]]
+    assert len(account.local_files("Sent")) == 2
+
+
 @pytest.mark.dovecot
 @pytest.mark.slow
 def test_daemon_sends_a_queued_message_within_a_second(

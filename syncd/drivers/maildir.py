@@ -1262,17 +1262,21 @@ class UploadFile:
         """The CRLF form from the start of the file; its lengths add up to ``size``."""
         self._file.seek(0)
         pending = b""
-        sent = 0
+        total = 0  # bytes yielded plus pending: never more than announced
         for chunk in to_remote_chunks(iter(lambda: self._file.read(CHUNK_BYTES), b"")):
-            # One chunk of look-ahead, so a length check can still fail before the end.
+            total += len(chunk)
+            if total > self.size:
+                break
+            # One chunk of look-ahead: the last one goes out only once the end of the file
+            # confirms the length, so a changed file never completes the literal.
             if pending:
                 yield pending
             pending = chunk
-            sent += len(chunk)
-        if sent != self.size:
+        if total != self.size:
             raise MessageError(
                 f"{self.path} changed while it was being uploaded ({self.size} bytes "
-                f"announced, {sent} read); it is uploaded again by the next sync"
+                f"announced, {'more' if total > self.size else total} read); it is uploaded "
+                "again by the next sync"
             )
         if pending:
             yield pending

@@ -12,9 +12,12 @@ import datetime as dt
 import functools
 import imaplib
 import logging
+import os
 import re
 import socket
 import ssl
+import subprocess
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -176,6 +179,15 @@ def _client_classes() -> tuple[type[IMAPClient], type[bytes]]:
     return Client, StreamedLiteral
 
 
+def _shut(wake: socket.socket | subprocess.Popen[bytes] | None) -> None:
+    """Break a connection under its owner's feet: safe from any thread, never blocks."""
+    with contextlib.suppress(OSError):
+        if isinstance(wake, socket.socket):
+            wake.shutdown(socket.SHUT_RDWR)
+        elif wake is not None:
+            wake.terminate()  # the tunnel's end of the pipe closes: the owner reads EOF
+
+
 def _tunnel_client(command: str) -> IMAPClient:
     class TunnelClient(_client_classes()[0]):  # type: ignore[misc]
         # imapclient sets a socket read timeout even in stream mode, where there is no
@@ -242,6 +254,11 @@ class ImapSession:
         self.selected_uidvalidity: int | None = None
         self._server_names: dict[str, str] = {}
         self._skipped_all: set[str] = set()
+        # The one thing another thread may do to a session is interrupt() it: a handle on
+        # the connection that stays valid until close() releases it (see interrupt()).
+        self._wake_lock = threading.Lock()
+        self._wake: socket.socket | subprocess.Popen[bytes] | None = None
+        self._interrupted = False
 
     # -- connection ------------------------------------------------------------------
 
@@ -285,6 +302,7 @@ class ImapSession:
         if not logging.getLogger("imapclient").isEnabledFor(logging.DEBUG):
             client._imap.debug = 0
         self._client = client
+        self._arm_interrupt(client)
         try:
             with map_errors(where):
                 if cfg.tls is TlsMode.STARTTLS:
@@ -323,12 +341,49 @@ class ImapSession:
         client, self._client = self._client, None
         self.selected = self.selected_uidvalidity = None
         if client is None:
+            self._disarm_interrupt()
             return
         try:
             client.logout()
         except Exception:
             with contextlib.suppress(Exception):
                 client.shutdown()
+        finally:
+            self._disarm_interrupt()
+
+    def interrupt(self) -> None:
+        """Make the owner's blocking read or write on this connection return now.
+
+        The only method another thread may call (a session belongs to the thread that
+        reads it): it shuts the socket down, or ends a tunnel's command, and does nothing
+        else: no LOGOUT, no close, no protocol bytes, no waiting. The owner's command in
+        flight, or its next one, fails with a TransientError; the owner then closes the
+        session itself and makes a new one. Sticky: an interrupt that comes while the
+        owner is still connecting takes effect as soon as there is a connection.
+        """
+        with self._wake_lock:
+            self._interrupted = True
+            _shut(self._wake)
+
+    def _arm_interrupt(self, client: IMAPClient) -> None:
+        # A duplicate of the socket's descriptor, so interrupt() never acts on a number
+        # that close() freed and another connection reused; shutdown() works on the
+        # connection behind every descriptor of it, TLS or not.
+        imap = client._imap
+        wake: socket.socket | subprocess.Popen[bytes] | None = getattr(imap, "process", None)
+        if wake is None:
+            with contextlib.suppress(OSError, AttributeError):
+                wake = socket.socket(fileno=os.dup(client.socket().fileno()))
+        with self._wake_lock:
+            self._wake = wake
+            if self._interrupted:
+                _shut(wake)
+
+    def _disarm_interrupt(self) -> None:
+        with self._wake_lock:
+            wake, self._wake = self._wake, None
+        if isinstance(wake, socket.socket):
+            wake.close()
 
     def __enter__(self) -> ImapSession:
         self.connect()
@@ -538,6 +593,22 @@ class ImapSession:
             if b"RFC822.SIZE" in data:
                 sizes[Uid(uid)] = int(data[b"RFC822.SIZE"])
         return Listing(flags, sizes, vanished, delta)
+
+    def listing_of(self, uids: Iterable[Uid]) -> Listing:
+        """Flags and sizes of just these messages of the selected folder."""
+        todo = sorted(uids)
+        flags: dict[Uid, Flag] = {}
+        sizes: dict[Uid, int] = {}
+        for i in range(0, len(todo), 1000):
+            chunk = ",".join(str(u) for u in todo[i : i + 1000])
+            with map_errors("FETCH FLAGS", folder=self.selected):
+                rows = self._uid_fetch(chunk, ["UID", "FLAGS", "RFC822.SIZE"])
+            for uid, data in rows.items():
+                if b"FLAGS" in data:
+                    flags[Uid(uid)] = flags_from_imap(data[b"FLAGS"])
+                    if b"RFC822.SIZE" in data:
+                        sizes[Uid(uid)] = int(data[b"RFC822.SIZE"])
+        return Listing(flags, sizes, None, True)
 
     def all_uids(self) -> set[Uid]:
         with map_errors("UID SEARCH", folder=self.selected):

@@ -450,16 +450,21 @@ class AccountSync:
         ):
             listing: Listing = session.listing(since_modseq=fs.highestmodseq)
             remote = {uid: p.flags for uid, p in base.items()}
-            if listing.vanished is not None:
-                for uid in listing.vanished:
-                    remote.pop(uid, None)
-            else:
-                known_now = set(remote) | set(listing.flags)
-                if sel.messages != len(known_now):
-                    present = session.all_uids()
-                    remote = {u: f for u, f in remote.items() if u in present}
+            for uid in listing.vanished or ():
+                remote.pop(uid, None)
             remote.update(listing.flags)
-            sizes = listing.sizes
+            sizes = dict(listing.sizes)
+            if sel.messages != len(remote):
+                # The delta does not add up: expunges without QRESYNC, or a message the
+                # base lacks whose MODSEQ is older than the last sync (a download that was
+                # skipped). The UID list settles both; only the strays' flags are fetched.
+                present = session.all_uids()
+                remote = {u: f for u, f in remote.items() if u in present}
+                strays = present - remote.keys()
+                if strays:
+                    extra = session.listing_of(strays)
+                    remote.update(extra.flags)
+                    sizes.update(extra.sizes)
         else:
             listing = session.listing()
             remote = dict(listing.flags)
@@ -593,6 +598,7 @@ class AccountSync:
                 except MessageError as exc:
                     # Its base stays as it was, so the next sync plans it again.
                     skipped.add(key)
+                    snap.deferred = True
                     log.warning("%s: %s: %s", self.account.name, name, exc)
                     continue
                 fr.flags_local += 1
@@ -894,14 +900,17 @@ class AccountSync:
         folder = self.store.folder(snap.name)
         stamp_after = folder.stamp()
         stamp = snap.stamp_before if stamp_after == snap.stamp_before else None
+        modseq = snap.status_modseq
         if snap.deferred:
-            stamp = None
+            # Something was held back: the next sync must see this folder whole again
+            # (a delta since now would hide the server changes it still has to apply).
+            stamp, modseq = None, None
         self.state.save_folder(
             FolderState(
                 snap.name,
                 uidvalidity=snap.status_uidvalidity,
                 uidnext=snap.status_uidnext,
-                highestmodseq=snap.status_modseq,
+                highestmodseq=modseq,
                 messages=snap.status_messages,
                 local_stamp=stamp,
                 local_count=len(snap.entries),

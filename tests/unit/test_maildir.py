@@ -700,3 +700,35 @@ def test_flags_round_trip_through_set_flags_and_scan(
             else:
                 assert entry.subdir == "new"
             assert folder.read(entry) == MSG
+
+
+def test_delete_folder_keeps_mail_that_arrived_after_the_check(store: MaildirStore) -> None:
+    work = store.create_folder("Work")
+    (old,) = work.deliver([(MSG, Flag.S, None)])
+    checked = {old.name}
+    # Delivered by another program after syncd decided the folder could go.
+    (late,) = work.deliver([(MSG + b"late\n", Flag.NONE, None)])
+    with pytest.raises(FolderError, match="arrived or changed"):
+        store.delete_folder("Work", checked)
+    assert work.exists()
+    assert set(work.scan()) == {old.key, late.key}
+    # A delivery in progress in tmp/ keeps it too.
+    (work.path / "tmp" / "123.M1P1.other").write_bytes(b"partial")
+    with pytest.raises(FolderError):
+        store.delete_folder("Work", {old.name, late.name})
+    assert (work.path / "tmp" / "123.M1P1.other").read_bytes() == b"partial"
+    (work.path / "tmp" / "123.M1P1.other").unlink()
+    store.delete_folder("Work", {old.name, late.name})
+    assert not work.path.exists()
+
+
+def test_set_flags_merges_a_concurrent_reader_change(inbox: MaildirFolder) -> None:
+    (entry,) = inbox.deliver([(MSG, Flag.S, None)])
+    # The reader flags it (mutt's F, then $) after syncd read the folder...
+    os.rename(inbox.path_of(entry), inbox.path / "cur" / f"{entry.key}:2,FS")
+    # ...and syncd applies the server's change (replied) it planned from the old name.
+    now = inbox.set_flags(entry, Flag.S | Flag.R)
+    assert now.name == f"{entry.key}:2,FRS"
+    # A removal planned from a stale name merges the same way: the reader's T stays.
+    os.rename(inbox.path_of(now), inbox.path / "cur" / f"{entry.key}:2,FRST")
+    assert inbox.set_flags(now, Flag.F | Flag.S).name == f"{entry.key}:2,FST"

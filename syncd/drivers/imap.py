@@ -628,7 +628,12 @@ class ImapSession:
         return out
 
     def fetch(self, uids: Sequence[Uid], sizes: Mapping[Uid, int]) -> Iterator[list[Fetched]]:
-        """Whole messages in batches capped by count and bytes, never marking them seen."""
+        """Whole messages in batches capped by count and bytes, never marking them seen.
+
+        A message bigger than the byte cap is a batch of its own (the batch before it is
+        sent first, the next starts after it), so only one big message is ever in memory,
+        as long as the caller lets each batch go before asking for the next.
+        """
         batch: list[Uid] = []
         nbytes = 0
         for uid in sorted(uids):

@@ -8,7 +8,9 @@ imported inside the commands that need them, so ``syncd --version`` and a mail r
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -152,10 +154,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "init": cmd_init,
     }[args.command]
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # a reader that went away shows here, not at interpreter exit
+        return code
     except KeyboardInterrupt:
         print("syncd: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+def _reader_went_away() -> int:
+    """stdout's reader quit early (``syncd status | head``): stop quietly, as cat does.
+
+    Returns 141 (128 + SIGPIPE), what a shell reports for a writer stopped by a closed pipe.
+    """
+    # Python would report the failed flush of what is left at exit: send it nowhere.
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 def _load(args: argparse.Namespace) -> Config:

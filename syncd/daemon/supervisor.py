@@ -416,6 +416,9 @@ class Supervisor:
         self.watcher = Watcher(self._on_local_change)
         for acct in config.accounts:
             worker = AccountWorker(config, acct)
+            # What the last sync (this daemon's predecessor or `syncd sync`) left, so the
+            # first STATUS= line is not "0 folders, last sync -" right after a sync.
+            worker.status.folders, worker.status.last_sync = _saved_status(config, acct.name)
             self.workers[acct.name] = worker
             try:
                 self.watcher.watch_maildir(acct.name, acct.maildir, acct.layout.value, acct.outbox)
@@ -540,7 +543,9 @@ class Supervisor:
         workers = list(self.workers.values())
         n = len(workers)
         folders = sum(w.status.folders for w in workers)
-        offline = [w.account.name for w in workers if w.status.state in ("offline", "auth-failed")]
+        offline = [
+            w.account.name for w in workers if live_state(w)[0] in ("offline", "auth-failed")
+        ]
         last = max((w.status.last_sync or 0 for w in workers), default=0)
         parts = [f"{n} account{'s' if n != 1 else ''}", f"{folders} folders"]
         parts.append(f"outbox {self._outbox_depth()}")
@@ -572,10 +577,11 @@ class Supervisor:
         }
         for name, w in self.workers.items():
             st = w.status
+            state, error = live_state(w)
             data["accounts"][name] = {
-                "state": st.state,
+                "state": state,
                 "last_sync": st.last_sync,
-                "last_error": st.last_error,
+                "last_error": error,
                 "next_retry": st.next_retry,
                 "pending": st.pending,
                 "outbox_error": st.send_error,
@@ -586,6 +592,37 @@ class Supervisor:
             return
         self._last_status = key
         write_status_file(self.config.state_dir, data)
+
+
+def live_state(worker: AccountWorker) -> tuple[str, str | None]:
+    """The account's state and error as ``syncd status`` shows them.
+
+    The worker says "idle" between syncs, yet its IDLE connections notice a server that
+    went away long before the next poll: while one of them cannot connect, the account is
+    "offline" with that error, not idle.
+    """
+    st = worker.status
+    if st.state == "idle":
+        for idler in worker.idlers:
+            if not idler.connected and idler.last_error:
+                return "offline", f"IDLE on {idler.folder}: {idler.last_error}"
+    return st.state, st.last_error
+
+
+def _saved_status(config: Config, account: str) -> tuple[int, float | None]:
+    """(folders, last sync time) from the account's state database, if it has one."""
+    from syncd.state import State
+
+    path = config.state_dir / f"{account}.sqlite3"
+    if not path.exists():
+        return 0, None
+    try:
+        with State(path) as st:
+            last = st.get_meta("last_sync")
+            return len(st.folders()), float(last) if last else None
+    except (SyncdError, ValueError) as exc:
+        log.warning("%s: cannot read the state database: %s", account, exc)
+        return 0, None
 
 
 class _Clock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -193,6 +194,53 @@ def test_a_second_daemon_on_the_same_config_refuses(daemon, account):
     assert status_pid() == daemon.proc.pid
     assert f"daemon: running (pid {daemon.proc.pid}" in account.run("status").out
     assert daemon.proc.poll() is None
+
+
+def test_the_first_status_line_after_a_sync_names_its_folders(
+    account, dovecot, mail_user, tmp_path
+):
+    # `syncd sync`, then the daemon starts: its READY STATUS= line must already say what
+    # that sync left, not "0 folders, last sync -".
+    dovecot.deliver(mail_user, msg(1))
+    account.sync()
+    d = Daemon(account, tmp_path)
+    try:
+        ready = d.wait_message("READY=1")
+        assert "0 folders" not in ready and "last sync -" not in ready, ready
+        assert re.search(r"STATUS=1 account, [1-9]\d* folders, .*last sync \d\d:\d\d$", ready)
+    finally:
+        assert d.stop() == 0
+
+
+def test_status_says_offline_while_the_server_is_down(tmp_path):
+    require_dovecot()
+    with Dovecot(tmp_path / "server") as server:
+        user = server.add_user()
+        (tmp_path / "acct").mkdir()
+        account = Account(server, user, tmp_path / "acct")
+        d = Daemon(account, tmp_path)
+
+        def live():
+            data = json.loads(account.run("status", "--json").out)
+            return (data["accounts"]["acct"].get("live") or {}) if data["daemon"] else {}
+
+        try:
+            d.wait_message("READY=1")
+            assert wait_for(lambda: live().get("idle") == {"INBOX": True}), d.text()
+            assert live()["state"] == "idle"
+            server.stop()
+            assert wait_for(lambda: live().get("state") == "offline", timeout=30), d.text()
+            assert "IDLE on INBOX" in live()["last_error"]
+            text = account.run("status").out
+            assert "now: offline" in text and "now: idle" not in text, text
+            assert "error now: IDLE on INBOX" in text, text
+            d.wait_message("offline: acct", timeout=15)
+            server.start()
+            d.proc.send_signal(signal.SIGUSR1)  # as the network coming back would
+            assert wait_for(lambda: live().get("idle") == {"INBOX": True}, timeout=30), d.text()
+            assert live()["state"] == "idle" and live()["last_error"] is None
+        finally:
+            d.stop()
 
 
 def test_watchdog_pings_while_healthy(account, tmp_path):

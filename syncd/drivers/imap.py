@@ -146,13 +146,16 @@ def _client_classes() -> tuple[type[IMAPClient], type[bytes]]:
         source: LiteralSource
 
     class Client(IMAPClient):  # type: ignore[misc]
-        def _send_literal(self, tag: bytes, item: bytes, has_literal_plus: bool) -> None:
+        def _send_literal(self, tag: bytes, item: bytes, *rest: bool) -> None:
             if not isinstance(item, StreamedLiteral):
-                super()._send_literal(tag, item, has_literal_plus)
+                super()._send_literal(tag, item, *rest)
                 return
+            # Recent imapclient passes has_literal_plus (its PR 569); older releases looked
+            # the capability up here, which is cached since connect() asked for it.
+            literal_plus = rest[0] if rest else self.has_capability("LITERAL+")
             imap = self._imap
             size = item.source.size
-            if has_literal_plus:
+            if literal_plus:
                 imap.send(b" {%d+}\r\n" % size)
             else:
                 imap.send(b" {%d}\r\n" % size)

@@ -455,7 +455,7 @@ def _outbox_info(acct: AccountConfig, state_dir: Path) -> dict[str, object]:
     }
 
 
-def _print_outbox(box: dict[str, object]) -> None:
+def _print_outbox(box: dict[str, object], live: object = None) -> None:
     if box.get("error"):
         print(f"  outbox: ERROR: {box['error']}")
         return
@@ -470,9 +470,17 @@ def _print_outbox(box: dict[str, object]) -> None:
     if failed:
         parts.append(f"{len(failed)} failed")
     print(f"  outbox: {', '.join(parts)}")
+    # A message without a time of its own (the connection failed, not the message) is
+    # tried with the daemon's next attempt at the server, or by the next `syncd send`.
+    daemon_next = live.get("outbox_next_try") if isinstance(live, dict) else None
     for item in retrying:
         assert isinstance(item, dict)
-        nxt = f"next try {_when(item['next_attempt'])}" if item["next_attempt"] else "next run"
+        if item["next_attempt"]:
+            nxt = f"next try {_when(item['next_attempt'])}"
+        elif daemon_next:
+            nxt = f"next try {_when(daemon_next)}"
+        else:
+            nxt = "no daemon running: the next `syncd send` or `syncd sync` tries it"
         print(
             f"    retrying {item['subject'] or item['message']!r} ({item['attempts']} attempts, "
             f"{nxt}): {item['last_error']}"
@@ -766,7 +774,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                 line += f"  ERROR: {f['last_error']}"
             print(line)
         if isinstance(raw.get("outbox"), dict):
-            _print_outbox(raw["outbox"])
+            _print_outbox(raw["outbox"], raw.get("live"))
     return EXIT_OK
 
 

@@ -56,6 +56,8 @@ class WorkerStatus:
     idle: dict[str, bool] = field(default_factory=dict)
     folders: int = 0
     send_error: str | None = None
+    send_next_retry: float | None = None
+    """When the outbox is tried again after a connection failure (wall clock)."""
 
 
 class AccountWorker(threading.Thread):
@@ -280,12 +282,14 @@ class AccountWorker(threading.Thread):
             self._send_attempt += 1
             log.warning("%s: outbox: %s; retrying in %.0f s", acct.name, exc, delay)
             self.status.send_error = str(exc)
+            self.status.send_next_retry = time.time() + delay
             with self._cond:
                 self._send = True
                 self._send_not_before = time.monotonic() + delay
             return
         self._send_attempt = 0
         self.status.send_error = None
+        self.status.send_next_retry = None
         if due is not None:
             # A message the server deferred (4xx): wake when its backoff ends.
             with self._cond:
@@ -585,6 +589,7 @@ class Supervisor:
                 "next_retry": st.next_retry,
                 "pending": st.pending,
                 "outbox_error": st.send_error,
+                "outbox_next_try": _outbox_next_try(w),
                 "idle": {i.folder: i.connected for i in w.idlers},
             }
         key = json.dumps({**data, "updated": None}, sort_keys=True)
@@ -607,6 +612,22 @@ def live_state(worker: AccountWorker) -> tuple[str, str | None]:
             if not idler.connected and idler.last_error:
                 return "offline", f"IDLE on {idler.folder}: {idler.last_error}"
     return st.state, st.last_error
+
+
+def _outbox_next_try(worker: AccountWorker) -> float | None:
+    """When the daemon next tries the outbox by itself (wall clock, whole seconds).
+
+    After a connection failure, when its backoff ends; otherwise at the next poll, which
+    also drains the outbox. None for an account that does not send.
+    """
+    if worker.account.smtp is None:
+        return None
+    if worker.status.send_next_retry is not None:
+        return float(round(worker.status.send_next_retry))
+    # The poll time is monotonic; whole seconds keep the status file from being rewritten
+    # by the jitter of this conversion.
+    now = time.time()
+    return float(round(max(now, now - time.monotonic() + worker._next_poll)))
 
 
 def _saved_status(config: Config, account: str) -> tuple[int, float | None]:

@@ -38,6 +38,8 @@ import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
 from email.utils import formatdate, getaddresses
 from pathlib import Path
 
@@ -54,6 +56,7 @@ __all__ = [
     "QueueEntry",
     "header_addresses",
     "prepare",
+    "readable",
 ]
 
 log = logging.getLogger(__name__)
@@ -189,6 +192,17 @@ def _values(fields: Iterable[bytes], name: bytes) -> list[str]:
     return [_value(f) for f in fields if _name(f) == name]
 
 
+def readable(value: str) -> str:
+    """A header value as people read it: RFC 2047 encoded words (``=?utf-8?B?...?=``)
+    decoded, control characters (a decoded line break too) turned into spaces, so it is
+    safe in one log line. A value that does not decode is returned as it is."""
+    try:
+        text = str(make_header(decode_header(value)))
+    except (ValueError, LookupError, HeaderParseError):
+        text = value
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
+
+
 def _addresses(values: Sequence[str]) -> list[str]:
     """The unique addresses in header values; Malformed for a line break inside one.
 
@@ -233,6 +247,7 @@ class Prepared:
     """What the Sent folder gets: LF, Bcc kept, the same added Date/Message-ID."""
     message_id: str
     subject: str
+    """For people (logs, reports): RFC 2047 decoded, on one line."""
 
 
 def _domain(address: str) -> str:
@@ -294,7 +309,7 @@ def prepare(raw: bytes, envelope: Envelope | None, *, key: str, queued_at: float
     copy = to_local_bytes(b"".join(fields) + extra + rest)
     subjects = _values(fields, b"subject")
     return Prepared(
-        sender, tuple(recipients), wire, copy, message_id, subjects[0] if subjects else ""
+        sender, tuple(recipients), wire, copy, message_id, readable(subjects[0]) if subjects else ""
     )
 
 

@@ -57,7 +57,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from syncd.drivers.outbox import FailedEntry, Malformed, Outbox, Prepared, QueueEntry, prepare
+from syncd.drivers.outbox import (
+    FailedEntry,
+    Malformed,
+    Outbox,
+    Prepared,
+    QueueEntry,
+    prepare,
+    readable,
+)
 from syncd.drivers.smtp import SmtpReply, SmtpSession, Submission
 from syncd.errors import MessageError, SyncdError, TransientError
 from syncd.planner.outbox import (
@@ -824,7 +832,7 @@ def _subject(path: Path) -> str:
             if not line.strip():
                 break
             if line[:8].lower() == b"subject:":
-                return line[8:].strip().decode("utf-8", "replace")
+                return readable(line[8:].strip().decode("utf-8", "replace"))
     return ""
 
 

@@ -465,6 +465,47 @@ def test_server_down_then_up(box: Box) -> None:
     assert box.queued() == [] and len(box.sent_copies()) == 2
 
 
+def test_the_sent_log_line_and_status_show_the_subject_decoded(box: Box) -> None:
+    # RFC 2047: what a mail reader writes for a subject that is not ASCII.
+    encoded = "=?utf-8?B?R3LDvMOfZSBhdXMgS8O2bG4=?= =?utf-8?Q?=E2=82=AC_5?="
+    raw = message(1).replace(b"Subject: test 1", f"Subject: {encoded}".encode())
+    box.sendmail(raw)
+    box.server.stop()
+    box.send()
+    assert "retrying 'Grüße aus Köln€ 5'" in box.run("status").out
+    box.server.start()
+    r = box.send("-v")
+    assert "sent " in r.err and "('Grüße aus Köln€ 5' to bob@example.net)" in r.err, r.err
+    assert "=?utf-8?" not in r.err
+    # Only the log is decoded: the message itself is sent and kept byte for byte.
+    (got,) = box.server.messages()
+    assert header(got.data, "Subject") == [encoded]
+    (copy,) = box.sent_copies()
+    assert copy.read_bytes() == raw
+
+
+_WHEN = r"next try \d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
+
+
+def test_status_says_when_each_retry_happens(box: Box) -> None:
+    # A message the server deferred (4xx) has its own time; one whose connection failed
+    # is tried by whatever drains next, and without a daemon that is the user's command.
+    box.server.stop()
+    box.sendmail(message(1))
+    box.send()
+    text = box.run("status").out
+    assert "next run" not in text, text
+    assert (
+        "retrying 'test 1' (1 attempts, no daemon running: the next `syncd send` or "
+        "`syncd sync` tries it)" in text
+    ), text
+    box.server.start()
+    box.server.fail_next(1, 451)
+    box.send()
+    text = box.run("status").out
+    assert re.search(rf"retrying 'test 1' \(2 attempts, {_WHEN}\)", text), text
+
+
 def test_one_connection_for_the_whole_queue(box: Box) -> None:
     for i in range(25):
         box.sendmail(message(i))
@@ -706,6 +747,33 @@ def test_the_sent_copy_is_local_at_once_and_never_downloaded_again(
     flags = {body: f for body, f in account.remote_messages("Sent").values()}
     assert b"\\Flagged" in flags[raws[0]] and b"\\Flagged" not in flags[raws[1]]
     assert len(account.local_files("Sent")) == 2
+
+
+@pytest.mark.dovecot
+@pytest.mark.slow
+def test_daemon_status_says_when_the_outbox_is_tried_again(
+    account: Account, smtpd: Smtpd, certs: CertFiles, tmp_path: Path
+) -> None:
+    from tests.integration.test_daemon import Daemon, wait_for
+
+    account.extra = _smtp_section(smtpd, certs)
+    smtpd.stop()
+    daemon = Daemon(account, tmp_path)
+    try:
+        daemon.wait_message("READY=1")
+        r = run_cli(["sendmail", "-c", str(account.config)], message(1))
+        assert r.code == 0, r.err
+
+        def retrying() -> str | None:
+            text = account.run("status").out
+            return text if "retrying 'test 1'" in text and "daemon: running" in text else None
+
+        text = wait_for(retrying, timeout=20)
+        assert text, daemon.text()
+        assert "next run" not in text, text
+        assert re.search(rf"retrying 'test 1' \(\d+ attempts, {_WHEN}\)", text), text
+    finally:
+        assert daemon.stop() == 0
 
 
 @pytest.mark.dovecot

@@ -39,6 +39,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_caps_said: dict[str, frozenset[str]] = {}
+"""Per server: the capability list last logged by this process."""
+_caps_lock = threading.Lock()
+
 _TO_IMAP: dict[Flag, bytes] = {
     Flag.D: b"\\Draft",
     Flag.F: b"\\Flagged",
@@ -338,7 +342,15 @@ class ImapSession:
         except BaseException:
             self.close()
             raise
-        log.debug("connected to %s, capabilities: %s", where, " ".join(sorted(self.caps)))
+        with _caps_lock:
+            # A daemon connects many times (worker, IDLE, reconnects): the list once per
+            # server, and again only if it changed.
+            news = _caps_said.get(where) != self.caps
+            _caps_said[where] = self.caps
+        if news:
+            log.debug("connected to %s, capabilities: %s", where, " ".join(sorted(self.caps)))
+        else:
+            log.debug("connected to %s", where)
 
     def close(self) -> None:
         client, self._client = self._client, None

@@ -243,6 +243,16 @@ def test_status_says_offline_while_the_server_is_down(tmp_path):
             d.stop()
 
 
+def test_verbose_lists_the_capabilities_once_per_server(account):
+    # -v in a daemon means many connections (worker, IDLE, reconnects): the long list once.
+    first = account.run("sync", "-vv")
+    second = account.run("sync", "-vv")
+    assert first.code == second.code == 0, first.err + second.err
+    assert "connected to IMAP" in second.err, second.err
+    assert "capabilities:" not in second.err, second.err
+    assert first.err.count("capabilities:") <= 1
+
+
 def test_watchdog_pings_while_healthy(account, tmp_path):
     d = Daemon(account, tmp_path, watchdog=True)
     try:

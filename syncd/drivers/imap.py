@@ -488,6 +488,11 @@ class ImapSession:
         what = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
         if self.has("CONDSTORE"):
             what.append("HIGHESTMODSEQ")
+        if self.selected == name:
+            # STATUS of the selected folder may answer from this session's own view,
+            # which moves on only at the next NOOP or SELECT (Dovecot does so): the mail
+            # an IDLE connection just reported would look absent and the folder unchanged.
+            self.unselect()
         with map_errors("STATUS", folder=name):
             st = self.client.folder_status(self.server_name(name), what)
         return FolderStatus(

@@ -62,6 +62,8 @@ class IdleWatcher(threading.Thread):
         self._stop_event = threading.Event()
         self._kick = threading.Event()
         self._session: ImapSession | None = None
+        self._attempt = 0
+        """Failed connections since the last good one (this watcher's thread only)."""
         self.connected = False
         self.last_error: str | None = None
         self.last_error_before_connect = False
@@ -76,28 +78,28 @@ class IdleWatcher(threading.Thread):
         self._interrupt()
 
     def _interrupt(self) -> None:
+        # Only a shutdown of the socket, never a LOGOUT or close: the session belongs to
+        # this watcher's thread, which closes it once its blocking read has returned.
         session = self._session
-        if session is not None and session._client is not None:
-            with contextlib.suppress(Exception):
-                session._client.socket().shutdown(2)
+        if session is not None:
+            session.interrupt()
 
     def run(self) -> None:
-        attempt = 0
         while not self._stop_event.is_set():
             self._kick.clear()
             try:
                 self._serve()
-                attempt = 0
+                self._attempt = 0
                 continue
             except (AuthError, TLSError) as exc:
                 delay = AUTH_BACKOFF
                 self.last_error = str(exc)
             except SyncdError as exc:
-                delay = backoff(attempt)
+                delay = backoff(self._attempt)
                 self.last_error = str(exc)
             except Exception as exc:  # a watcher must survive anything
                 log.exception("%s: IDLE on %s failed unexpectedly", self.account, self.folder)
-                delay = backoff(attempt)
+                delay = backoff(self._attempt)
                 self.last_error = f"unexpected error: {exc}"
             finally:
                 self.connected = False
@@ -108,7 +110,7 @@ class IdleWatcher(threading.Thread):
             if self._stop_event.is_set():
                 break
             if self._kick.is_set():
-                attempt = 0
+                self._attempt = 0
                 continue
             log.info(
                 "%s: IDLE on %s: %s; reconnecting in %.0f s",
@@ -117,7 +119,7 @@ class IdleWatcher(threading.Thread):
                 self.last_error,
                 delay,
             )
-            attempt += 1
+            self._attempt += 1
             deadline = time.monotonic() + delay
             while not (self._stop_event.is_set() or self._kick.is_set()):
                 left = deadline - time.monotonic()
@@ -141,6 +143,10 @@ class IdleWatcher(threading.Thread):
             client.select_folder(session.server_name(self.folder), readonly=True)
         self._pending_change(client)  # EXAMINE's own EXISTS is no news: the sync below covers it
         self.connected = True
+        # Connected: the next drop is a fresh failure. Servers drop IDLE connections
+        # routinely (restarts, NAT timeouts, their own limits), so a backoff that only
+        # grew would end in minutes without push after a few of them.
+        self._attempt = 0
         self.last_error = None
         log.debug("%s: IDLE on %s", self.account, self.folder)
         # Whatever happened while we were not listening is caught up by a sync; after an

@@ -80,7 +80,13 @@ class AccountWorker(threading.Thread):
         self._attempt = 0
         self._next_poll = 0.0
         self._session: ImapSession | None = None
+        """This worker thread's IMAP connection: only this thread uses or closes it. Other
+        threads may only ``interrupt()`` it (see :meth:`kick`)."""
         self._session_used = 0.0
+        self._kicks = 0
+        """How many times :meth:`kick` was called (under ``_cond``)."""
+        self._session_kicks = 0
+        """``_kicks`` when the session was made: an older session is not used again."""
         self.heartbeat = time.monotonic()
         self.busy = False
         self.status = WorkerStatus()
@@ -107,7 +113,13 @@ class AccountWorker(threading.Thread):
             self._cond.notify()
 
     def kick(self) -> None:
-        """Reconnect and sync everything now (network back, resumed from suspend)."""
+        """Reconnect and sync everything now (network back, resumed from suspend).
+
+        Returns at once, whatever the worker is doing: the connections belong to their
+        threads, so this only asks. The worker makes a new connection before its next
+        command; if it is blocked in one on a dead link, the shutdown of its socket makes
+        that command fail now instead of at its timeout, and the job is retried at once.
+        """
         with self._cond:
             self._attempt = 0
             self._not_before = 0.0
@@ -115,8 +127,11 @@ class AccountWorker(threading.Thread):
             self._send = self.account.smtp is not None
             self._send_not_before = 0.0
             self._send_attempt = 0
-            self._drop_session()
+            self._kicks += 1
             self._cond.notify()
+        session = self._session
+        if session is not None:
+            session.interrupt()
         for idler in self.idlers:
             idler.kick()
 
@@ -208,6 +223,7 @@ class AccountWorker(threading.Thread):
                         wake = min(wake, self._send_due)
                     self._cond.wait(timeout=max(0.05, min(wake - now, 60.0)))
                 do_all = folders = None
+                kicks = self._kicks
                 if mail_ready:
                     do_all, folders = self._all, set(self._folders)
                     self._all, self._folders = False, set()
@@ -220,9 +236,9 @@ class AccountWorker(threading.Thread):
             self.busy = True
             try:
                 if do_all is not None and folders is not None:
-                    self._work(do_all, folders)
+                    self._work(do_all, folders, kicks)
                 if send:
-                    self._work_send()
+                    self._work_send(kicks)
             finally:
                 self.busy = False
                 self.heartbeat = time.monotonic()
@@ -239,7 +255,7 @@ class AccountWorker(threading.Thread):
             log.error("%s: unexpected error", self.account.name, exc_info=exc)
         return backoff(attempt + 6), "error"
 
-    def _work(self, do_all: bool, folders: set[str]) -> None:
+    def _work(self, do_all: bool, folders: set[str], kicks: int) -> None:
         acct = self.account
         if acct.imap is None and acct.pop3 is None:
             return
@@ -252,42 +268,56 @@ class AccountWorker(threading.Thread):
                 self._poll_pop3()
         except Exception as exc:  # the daemon must outlive any failure of one sync
             if isinstance(exc, TransientError):
-                self._drop_session()
-            delay, state = self._classify(exc, self._attempt)
-            self._attempt += 1
-            log.warning("%s: %s; retrying in %.0f s", acct.name, exc, delay)
-            self.status.state = state
-            self.status.last_error = str(exc)
-            self.status.next_retry = time.time() + delay
+                self._drop_session(logout=False)  # the link is broken: no LOGOUT to wait for
             with self._cond:
+                attempt = self._attempt
+            delay, state = self._classify(exc, attempt)
+            with self._cond:
+                if self._kicks != kicks:
+                    # A kick came during this job (and may have broken its connection on
+                    # purpose): retry now, on a new connection, as the kick asked.
+                    delay = 0.0
+                else:
+                    self._attempt += 1
                 # Keep the work: local changes made while offline are pushed on reconnect.
                 self._all = self._all or do_all
                 self._folders |= folders
                 self._not_before = time.monotonic() + delay
+            log.warning("%s: %s; retrying in %.0f s", acct.name, exc, delay)
+            self.status.state = state
+            self.status.last_error = str(exc)
+            self.status.next_retry = time.time() + delay
             return
-        self._attempt = 0
+        with self._cond:
+            self._attempt = 0
         self.status.state = "idle"
         self.status.last_sync = time.time()
         self.status.next_retry = None
         self.status.pending = []
 
-    def _work_send(self) -> None:
+    def _work_send(self, kicks: int) -> None:
         acct = self.account
         if acct.smtp is None:
             return
         try:
             due = self._drain_outbox()
         except Exception as exc:  # queued mail stays queued whatever happens
-            delay, _state = self._classify(exc, self._send_attempt)
-            self._send_attempt += 1
+            with self._cond:
+                attempt = self._send_attempt
+            delay, _state = self._classify(exc, attempt)
+            with self._cond:
+                if self._kicks != kicks:
+                    delay = 0.0  # the network came back meanwhile: try again now
+                else:
+                    self._send_attempt += 1
+                self._send = True
+                self._send_not_before = time.monotonic() + delay
             log.warning("%s: outbox: %s; retrying in %.0f s", acct.name, exc, delay)
             self.status.send_error = str(exc)
             self.status.send_next_retry = time.time() + delay
-            with self._cond:
-                self._send = True
-                self._send_not_before = time.monotonic() + delay
             return
-        self._send_attempt = 0
+        with self._cond:
+            self._send_attempt = 0
         self.status.send_error = None
         self.status.send_next_retry = None
         if due is not None:
@@ -296,9 +326,12 @@ class AccountWorker(threading.Thread):
                 self._send_due = time.monotonic() + max(0.0, due - time.time())
                 self._cond.notify()
 
-    def _drop_session(self) -> None:
+    def _drop_session(self, *, logout: bool = True) -> None:
+        """Close the worker's connection (worker thread only)."""
         session, self._session = self._session, None
         if session is not None:
+            if not logout:
+                session.interrupt()  # LOGOUT would fail at once instead of waiting
             with contextlib.suppress(Exception):
                 session.close()
 
@@ -307,16 +340,30 @@ class AccountWorker(threading.Thread):
 
         acct = self.account
         assert acct.imap is not None
+        with self._cond:
+            kicks = self._kicks
+        if self._session is not None and self._session_kicks != kicks:
+            # kick(): the link may be dead (suspend, network change) and was shut down.
+            self._drop_session(logout=False)
         now = time.monotonic()
         if self._session is not None and now - self._session_used > NOOP_AFTER:
             try:
                 self._session.noop()
             except SyncdError:
-                self._drop_session()
+                self._drop_session(logout=False)
         if self._session is None:
             session = ImapSession(acct.imap, self._secret_for(acct.imap))
-            session.connect()
-            self._session = session
+            # Published before connecting, so that a kick can cut a login that hangs.
+            self._session, self._session_kicks = session, kicks
+            try:
+                session.connect()
+            except BaseException:
+                self._session = None
+                raise
+            with self._cond:
+                # Connected: a failure from here on is a new one, not the next of a series
+                # (a connection that drops mid-sync is retried soon, not after minutes).
+                self._attempt = 0
         self._session_used = now
         return self._session
 

@@ -31,7 +31,9 @@ the bytes before it, and only then applies the rule. That puts a fault at an exa
 step without timing guesses (for instance in the middle of a FETCH literal, an APPEND
 literal or SMTP DATA, by putting a marker into the message body). An armed ``drop`` is
 one-shot: it closes the connection that carried the pattern, and the proxy goes back to
-``pass``. :attr:`fired` is set when an armed rule fires (at once for an unarmed one).
+``pass``; with ``repeat=True`` it stays armed and closes every connection that carries the
+pattern (a server that drops each session at the same step). :attr:`fired` is set when an
+armed rule fires (at once for an unarmed one); :attr:`fired_count` counts the firings.
 
 Only loopback addresses are allowed, for both the listener and the upstream.
 :meth:`close` stops the acceptor and closes every connection; the proxy is a context manager.
@@ -70,6 +72,7 @@ class _Rule:
     after: int = 0
     seconds: float = 0.0
     generation: int = 0
+    repeat: bool = False
 
     @property
     def armed(self) -> bool:
@@ -125,6 +128,7 @@ class FaultProxy:
         self.accepted = 0
         """Connections accepted so far (including those closed at once by a cut)."""
         self.fired = threading.Event()
+        self.fired_count = 0
         self._acceptor = threading.Thread(target=self._accept_loop, name="faultproxy", daemon=True)
         self._acceptor.start()
 
@@ -152,8 +156,15 @@ class FaultProxy:
     def stall(self, *, when: bytes | None = None, direction: str = S2C) -> None:
         self._set(_Rule(Mode.STALL, direction, when))
 
-    def drop(self, *, after: int = 0, when: bytes | None = None, direction: str = S2C) -> None:
-        self._set(_Rule(Mode.DROP, direction, when, after=after))
+    def drop(
+        self,
+        *,
+        after: int = 0,
+        when: bytes | None = None,
+        direction: str = S2C,
+        repeat: bool = False,
+    ) -> None:
+        self._set(_Rule(Mode.DROP, direction, when, after=after, repeat=repeat))
 
     def delay(self, seconds: float, *, when: bytes | None = None, direction: str = S2C) -> None:
         self._set(_Rule(Mode.DELAY, direction, when, seconds=seconds))
@@ -294,7 +305,9 @@ class FaultProxy:
                             head, data = data[:split], data[split:]
                             conn.tail[direction] = b""
                             fired = rule.mode
-                            if fired is Mode.DROP:
+                            if fired is Mode.DROP and rule.repeat:
+                                pass  # stays armed for the next connection
+                            elif fired is Mode.DROP:
                                 self._rule = _Rule(generation=rule.generation)  # one-shot
                             else:
                                 self._rule = _Rule(
@@ -305,6 +318,7 @@ class FaultProxy:
                                     rule.seconds,
                                     rule.generation,
                                 )
+                            self.fired_count += 1
                             self.fired.set()
                             self._cond.notify_all()
                 elif mode is Mode.STALL:

@@ -3,9 +3,11 @@
 Run through ``scripts/demo`` (which sets up Dovecot and the venv first):
 
     scripts/demo            # start from scratch, sync, show the result, stop the server
-    scripts/demo --keep     # leave the server running to play with syncd further
+    scripts/demo --keep     # leave the server running to play with syncd further;
+                            # prints its ports, its config for doveadm -c, how to deliver
+                            # mail by LMTP, and how to stop it and start it again later
 
-Everything lives in ./demo (removed at the start of every run):
+Everything lives in ./demo (or --dir DIR; removed at the start of every run):
 
     demo/server/    the Dovecot (config, log, server-side mail)
     demo/Mail/      syncd's local Maildir folders
@@ -30,9 +32,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.servers.corpus import make_corpus  # noqa: E402
-from tests.servers.dovecot import Dovecot, DovecotError  # noqa: E402
+from tests.servers.dovecot import Dovecot, DovecotError, find_binaries  # noqa: E402
 
 DEMO = REPO / "demo"
+"""The default of --dir."""
 FOLDERS = ["INBOX", "Sent", "Archive", "Lists/python", "Ärger"]
 
 
@@ -45,7 +48,17 @@ def rel(path: Path) -> str:
 
 
 def stop_previous(server_dir: Path) -> None:
-    """Stop a server left running by ``--keep`` last time (by its recorded pid)."""
+    """Stop a server left running by ``--keep`` last time (by its recorded pid), or
+    started again from its config since (``dovecot -c``)."""
+    conf = server_dir / "dovecot.conf"
+    if conf.exists():
+        _dovecot, doveadm = find_binaries()
+        subprocess.run(
+            [doveadm, "-c", str(conf), "stop"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            check=False,
+        )
     pid_file = server_dir / "dovecot.pid"
     try:
         pid = int(pid_file.read_text())
@@ -62,21 +75,21 @@ def stop_previous(server_dir: Path) -> None:
         time.sleep(0.025)
 
 
-def write_config(server: Dovecot, username: str, password: str) -> Path:
-    password_file = DEMO / "password"
+def write_config(demo: Path, server: Dovecot, username: str, password: str) -> Path:
+    password_file = demo / "password"
     password_file.touch(mode=0o600)
     password_file.chmod(0o600)
     password_file.write_text(password + "\n")
     # JSON strings are YAML strings: quoting for free, whatever the path.
     q = json.dumps
-    config = DEMO / "config.yaml"
+    config = demo / "config.yaml"
     config.write_text(
         f"""\
 # Written by scripts/demo: syncd against a private Dovecot on 127.0.0.1.
-state_dir: {q(str(DEMO / "state"))}
+state_dir: {q(str(demo / "state"))}
 accounts:
   demo:
-    maildir: {q(str(DEMO / "Mail"))}
+    maildir: {q(str(demo / "Mail"))}
     imap:
       host: {server.host}
       port: {server.imap_port}
@@ -104,18 +117,55 @@ def count_local(root: Path) -> dict[str, int]:
     return counts
 
 
+def print_keep(demo: Path, server: Dovecot, username: str, syncd: Path, config: Path) -> None:
+    """What a user needs to play with the server left running: every command runs as
+    printed from the repository root (lines starting with "$ ")."""
+    dovecot, doveadm = find_binaries()
+    conf = rel(server.conf_path)
+    lmtp = (
+        f"{shlex.quote(sys.executable)} -c 'import smtplib, sys; "
+        f'smtplib.LMTP("{server.host}", {server.lmtp_port}).sendmail('
+        f'"me@example.org", ["{username}"], sys.stdin.buffer.read())\' < message.eml'
+    )
+    print(
+        f"""
+Dovecot keeps running (pid {server.pid}; log {rel(server.log_path)}):
+  IMAP {server.host}:{server.imap_port}, POP3 {server.host}:{server.pop3_port}, \
+LMTP {server.host}:{server.lmtp_port}
+  user {username}, password in {rel(demo / "password")}
+  Dovecot's config, for doveadm -c: {conf}
+
+Sync again:
+  $ {rel(syncd)} sync -c {rel(config)}
+See the server's side:
+  $ {doveadm} -c {conf} mailbox status -u {username} messages '*'
+Deliver new mail by LMTP, as a mail server would (message.eml: headers, blank line,
+body; send to {username}+Archive to deliver into Archive):
+  $ {lmtp}
+Stop the server:
+  $ {doveadm} -c {conf} stop
+Start it again later, with the same mail and ports:
+  $ {dovecot} -c {conf}
+(scripts/demo again stops it and starts from scratch.)"""
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="leave the Dovecot server running")
     parser.add_argument("--messages", type=int, default=300, help="sample messages (300)")
     parser.add_argument("--seed", type=int, default=1, help="seed for the sample mail")
+    parser.add_argument(
+        "--dir", type=Path, default=DEMO, help="where everything goes (./demo); emptied first"
+    )
     args = parser.parse_args(argv)
+    demo = args.dir.resolve()
     os.chdir(REPO)
 
-    server_dir = DEMO / "server"
+    server_dir = demo / "server"
     stop_previous(server_dir)
-    shutil.rmtree(DEMO, ignore_errors=True)
-    DEMO.mkdir()
+    shutil.rmtree(demo, ignore_errors=True)
+    demo.mkdir(parents=True)
 
     t0 = time.monotonic()
     server = Dovecot(server_dir, die_with_parent=not args.keep)
@@ -140,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{len(FOLDERS)} folders for user {user.name!r} ({time.monotonic() - t0:.2f} s)"
         )
 
-        config = write_config(server, user.name, user.password)
+        config = write_config(demo, server, user.name, user.password)
         syncd = REPO / ".venv" / "bin" / "syncd"
         if not syncd.exists():
             print(f"{rel(syncd)} is missing: run scripts/setup-env", file=sys.stderr)
@@ -152,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         took = time.monotonic() - t0
         print(f"(exit status {code}, {took:.2f} s)\n")
 
-        local = count_local(DEMO / "Mail")
+        local = count_local(demo / "Mail")
         width = max(len(f) for f in [*FOLDERS, *local])
         print(f"{'folder':<{width}}  server  local")
         ok = code == 0
@@ -167,14 +217,11 @@ def main(argv: list[str] | None = None) -> int:
             print("All messages are in the local Maildir. Have a look:")
         else:
             print("The sync did not bring everything over (see above). What is there:")
-        print(f"  mutt -f {rel(DEMO / 'Mail' / 'INBOX')}")
+        print(f"  mutt -f {rel(demo / 'Mail' / 'INBOX')}")
         print(f"  {rel(syncd)} status -c {rel(config)}")
         if args.keep:
             keep_running = True
-            print(f"\nDovecot keeps running (pid {server.pid}; log {rel(server.log_path)}).")
-            print(f"  Sync again:  {rel(syncd)} sync -c {rel(config)}")
-            print(f"  Stop it:     kill -TERM -- -{server.pid}")
-            print("  (or run scripts/demo again, which stops it and starts from scratch)")
+            print_keep(demo, server, user.name, syncd, config)
         return 0 if ok else 1
     finally:
         if not keep_running:

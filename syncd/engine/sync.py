@@ -143,6 +143,8 @@ class _Snap:
     """Whether the local scan was a snapshot (no rename overlapped it)."""
     deferred: bool = False
     """Some deletions or moves were held back: the next sync must list the folder again."""
+    unseen: set[LocalKey] = field(default_factory=set)
+    """Synced messages an unstable scan did not list: taken as unchanged this time."""
     plan: Plan = field(default_factory=Plan)
     sizes_count: tuple[int, int] = (0, 0)
     """(remote, local) message counts as listed, for the mass-deletion guard."""
@@ -478,6 +480,14 @@ class AccountSync:
             # An empty or unreadable file is not a deletion: leave its pair alone.
             if key in by_key:
                 local[key] = by_key[key].flags
+        unseen: set[LocalKey] = set()
+        if folder.exists() and not folder.stable:
+            # The listing raced a reader's renames: a synced message it lacks may just
+            # have been missed. Take it as unchanged this time (neither deleted nor
+            # restored from the server); the next sync lists the folder again.
+            unseen = {k for k in by_key if k not in local}
+            for key in unseen:
+                local[key] = by_key[key].flags
         new_local = [k for k in local if k not in paired_keys]
         new_remote = [u for u in remote if u not in base]
         local_fps: dict[LocalKey, Fingerprint] = {}
@@ -505,6 +515,8 @@ class AccountSync:
             reset,
         )
         snap.stable = folder.stable if folder.exists() else True
+        snap.unseen = unseen
+        snap.deferred = bool(unseen)
         snap.sizes_count = (len(remote), len(local))
         snap.plan = plan_folder(
             remote,
@@ -593,6 +605,9 @@ class AccountSync:
         for a in plan.actions:
             if isinstance(a, SetFlags) and a.side is Side.LOCAL:
                 key = LocalKey(str(a.ident))
+                if key in snap.unseen:
+                    skipped.add(key)
+                    continue
                 try:
                     snap.entries[key] = folder.set_flags(snap.entries[key], a.new)
                 except MessageError as exc:
@@ -616,6 +631,9 @@ class AccountSync:
             if isinstance(a, Delete) and a.side is Side.LOCAL:
                 key = LocalKey(str(a.ident))
                 gone = snap.entries.get(key)
+                if key in snap.unseen:
+                    held.add(key)
+                    continue
                 if gone is not None:
                     try:
                         removed = folder.remove(gone)
@@ -875,7 +893,10 @@ class AccountSync:
                 moved = dst_folder.adopt(entry, src_folder)
                 # A reader may have changed its flags since the scan: apply only the
                 # planned change on top of what the file says now.
-                add, drop = mv.flags & ~entry.flags, entry.flags & ~mv.flags
+                # (From the base: a message changed locally and moved on the server is
+                # a restore turned into a move, and keeps its local change.)
+                old = by_key[mv.key].flags if mv.key in by_key else entry.flags
+                add, drop = mv.flags & ~old, old & ~mv.flags
                 moved = dst_folder.set_flags(moved, (moved.flags | add) & ~drop)
             except MessageError as exc:
                 log.warning("%s: %s: %s", self.account.name, src_name, exc)

@@ -27,25 +27,48 @@ def plan_moves(
     been called with ``guard=False``. A local move becomes a server-side MOVE, a remote
     move a local rename: the message is neither uploaded nor downloaded again. Pure;
     plans that were refused are left as they are.
+
+    A restore (a message gone on one side but changed on the other) whose message is
+    still paired in another folder is a deletion after all: the message was moved out
+    between two syncs (a reader's move racing syncd's folder-by-folder listing), and
+    bringing it back would leave it in two folders. It is deleted instead; the change
+    made to that copy is dropped, the message itself lives on in the other folder.
     """
     local_fps = local_fps or {}
     remote_fps = remote_fps or {}
-    # Deleted pairs by the side they are deleted on, indexed by key and by fingerprint.
-    gone: dict[Side, dict[str, tuple[str, Pair]]] = {Side.REMOTE: {}, Side.LOCAL: {}}
+    # Pairs whose message vanished on one side, by the side the survivor is on, indexed
+    # by key and by fingerprint, with the actions that would delete or restore it. A
+    # survivor changed since the base is restored (a Copy with ``replaces``) instead of
+    # deleted: mutt's save to another folder racing a flag change on the server.
+    gone: dict[Side, dict[str, tuple[str, Pair, tuple[Action, ...]]]] = {
+        Side.REMOTE: {},
+        Side.LOCAL: {},
+    }
     for folder, plan in plans.items():
         base = bases.get(folder, {})
         by_key = {p.key: p for p in base.values()}
         for action in plan.actions:
+            undo: tuple[Action, ...]
             if isinstance(action, Delete):
-                if action.side is Side.REMOTE:
+                side = action.side
+                if side is Side.REMOTE:
                     pair = base.get(Uid(int(action.ident)))
                 else:
                     pair = by_key.get(LocalKey(str(action.ident)))
                 if pair is None:
                     continue
-                gone[action.side]["k:" + pair.key] = (folder, pair)
-                if pair.fp is not None:
-                    gone[action.side].setdefault("f:" + pair.fp, (folder, pair))
+                undo = (action, Forget(pair.uid))
+            elif isinstance(action, Copy) and action.replaces is not None:
+                side = action.source  # the changed survivor is on the copy's source side
+                pair = base.get(action.replaces)
+                if pair is None:
+                    continue
+                undo = (action,)
+            else:
+                continue
+            gone[side]["k:" + pair.key] = (folder, pair, undo)
+            if pair.fp is not None:
+                gone[side].setdefault("f:" + pair.fp, (folder, pair, undo))
 
     moves: list[Move] = []
     used: set[tuple[str, Uid]] = set()
@@ -71,7 +94,7 @@ def plan_moves(
                     break
             if hit is None:
                 continue
-            src, pair = hit
+            src, pair, undo = hit
             used.add((src, pair.uid))
             if action.source is Side.LOCAL:
                 move = Move(
@@ -81,11 +104,10 @@ def plan_moves(
                 move = Move(Side.LOCAL, src, folder, Uid(int(action.ident)), pair.key, action.flags)
             moves.append(move)
             new_plans[folder].remove(action)
-            src_actions = new_plans[src]
-            ident = pair.uid if target is Side.REMOTE else pair.key
-            src_actions.remove(Delete(target, ident))
-            src_actions.remove(Forget(pair.uid))
+            for done in undo:
+                new_plans[src].remove(done)
 
+    _drop_restores_of_moved(new_plans, bases, gone)
     folders = {f: Plan(tuple(new_plans[f]), p.notes, p.refused) for f, p in plans.items()}
     if policy is not None and sizes is not None:
         # The mass-deletion guard runs after moves are taken out, so archiving most of a
@@ -94,3 +116,28 @@ def plan_moves(
         folders = {f: guard_plan(p, *sizes.get(f, (0, 0)), policy) for f, p in folders.items()}
         moves = [m for m in moves if not folders[m.src].refused and not folders[m.dst].refused]
     return AccountPlan(folders, tuple(moves))
+
+
+def _drop_restores_of_moved(
+    plans: dict[str, list[Action]],
+    bases: Mapping[str, Mapping[Uid, Pair]],
+    gone: Mapping[Side, Mapping[str, tuple[str, Pair, tuple[Action, ...]]]],
+) -> None:
+    vanishing = {(f, pair.uid) for index in gone.values() for f, pair, _ in index.values()}
+    kept: dict[Fingerprint, set[str]] = {}
+    for folder, base in bases.items():
+        for pair in base.values():
+            if pair.fp is not None and (folder, pair.uid) not in vanishing:
+                kept.setdefault(pair.fp, set()).add(folder)
+    for folder, actions in plans.items():
+        base = bases.get(folder, {})
+        for i, action in enumerate(actions):
+            if not isinstance(action, Copy) or action.replaces is None:
+                continue
+            restored = base.get(action.replaces)
+            if restored is None or restored.fp is None:
+                continue
+            if not kept.get(restored.fp, set()) - {folder}:
+                continue
+            ident = restored.uid if action.source is Side.REMOTE else restored.key
+            actions[i : i + 1] = [Delete(action.source, ident), Forget(restored.uid)]

@@ -357,3 +357,43 @@ def test_archiving_most_of_a_folder_is_moves_not_a_refused_mass_deletion():
     )
     assert out2.folders["INBOX"].refused
     assert out2.moves == ()
+
+
+def test_local_move_of_a_message_changed_on_the_server_is_still_a_move() -> None:
+    """mutt saves a message to another folder while the phone flags it: one MOVE that
+    keeps both changes, not a download back plus an upload (a copy in each folder)."""
+    acct = _account(("INBOX", "x"))
+    [pair] = acct.folder("INBOX").base.values()
+    key = acct.user_moves("INBOX", "Archive", pair.key)
+    acct.folder("Archive").local[key] = (Flag.S | Flag.R, "x")  # replied, locally
+    acct.folder("INBOX").remote[pair.uid] = (Flag.S | Flag.F, "x")  # flagged, remotely
+
+    aplan = acct.plan()
+    assert aplan.moves == (Move(Side.REMOTE, "INBOX", "Archive", pair.uid, key, Flag.S | Flag.R),)
+    assert _copies(aplan) == 0
+    assert aplan.folders["INBOX"] == Plan((), aplan.folders["INBOX"].notes)
+
+
+def test_restore_of_a_message_that_lives_on_in_another_folder_is_a_delete() -> None:
+    """The local file left INBOX for Archive between two syncs, and was uploaded there
+    already; its old server copy in INBOX changed meanwhile. Bringing that copy back would
+    leave the message in both folders: it is deleted instead."""
+    acct = _account(("INBOX", "x"), ("Archive", "x"))
+    inbox = acct.folder("INBOX")
+    [pair] = inbox.base.values()
+    del inbox.local[pair.key]
+    inbox.remote[pair.uid] = (Flag.S | Flag.F, "x")
+
+    aplan = acct.plan()
+    assert aplan.folders["INBOX"].actions == (
+        Delete(Side.REMOTE, pair.uid),
+        Forget(pair.uid),
+    )
+    # Without the other copy it is restored, as changes win over deletions.
+    alone = _account(("INBOX", "x"))
+    [pair] = alone.folder("INBOX").base.values()
+    del alone.folder("INBOX").local[pair.key]
+    alone.folder("INBOX").remote[pair.uid] = (Flag.S | Flag.F, "x")
+    assert alone.plan().folders["INBOX"].actions == (
+        Copy(Side.REMOTE, pair.uid, Flag.S | Flag.F, replaces=pair.uid),
+    )

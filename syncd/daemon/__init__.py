@@ -16,13 +16,22 @@ Requests come from:
   local directories are unchanged cost one STATUS command each and nothing else;
 * the file watcher (inotify through watchdog) on the Maildir tree and the outbox, which
   requests the folders whose files changed, after a short debounce;
-* signals: SIGUSR1 syncs everything now, SIGHUP reloads the config;
+* signals: SIGUSR1 reconnects and syncs everything now, SIGHUP reloads the config;
 * the clock: a jump between the boot-time clock and the monotonic clock means the machine
   was suspended, so every connection is re-made and everything synced.
 
+Each connection belongs to the thread that reads it: the worker's to the worker, each
+IDLE connection to its watcher. Other threads (the supervisor on a resume or SIGUSR1, a
+watcher reporting a change) only set flags under the worker's lock, which nobody holds
+during I/O, and at most shut a socket down (``ImapSession.interrupt``), which ends a
+command stuck on a dead link at once; the owner then closes its session and makes a new
+one. So a kick returns at once even when a worker is stuck mid-APPEND.
+
 Failures never spin. A worker that hits a network error marks the account offline and
 retries with exponential backoff and jitter, capped at five minutes; an authentication or
-TLS failure waits much longer and says so in the status. Local changes made while offline
+TLS failure waits much longer and says so in the status. Every connection that succeeds
+(for a watcher: login and EXAMINE) starts the backoff over, so routine drops are followed
+by a prompt reconnect. Local changes made while offline
 are not lost: they are in the Maildir, and the next successful sync pushes them.
 
 The main thread only waits for signals and ticks every few seconds: it writes the status

@@ -393,6 +393,10 @@ class AccountWorker(threading.Thread):
         for name, fr in report.folders.items():
             if fr.downloaded and acct.on_new_mail:
                 run_hook(acct.on_new_mail, acct.name, name, fr.downloaded)
+            if fr.deferred:
+                # A reader was busy in the folder: look again once it settles, even if no
+                # further file event comes (a filesystem without inotify, a lost event).
+                self.request(name, debounce=True)
 
     def _poll_pop3(self) -> None:
         from syncd.engine.fetch import daemon_poll

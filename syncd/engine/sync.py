@@ -829,7 +829,10 @@ class AccountSync:
         for (side, src, dst), moves in groups.items():
             fr = self.report.folder(dst)
             if self.report.folder(src).error or fr.error:
-                continue  # a folder that failed may have been reset: re-plan next time
+                # A folder that failed may have been reset: re-plan next time, from a full
+                # listing of both (their stamps must not hide the pending move).
+                snaps[src].deferred = snaps[dst].deferred = True
+                continue
             try:
                 if side is Side.REMOTE:
                     fr.moved += self._move_remote(moves, snaps[src], snaps[dst])
@@ -837,6 +840,7 @@ class AccountSync:
                     fr.moved += self._move_local(moves, snaps[src])
             except (FolderError, MessageError) as exc:
                 fr.error = str(exc)
+                snaps[src].deferred = snaps[dst].deferred = True
 
     def _move_remote(self, moves: list[Move], src: _Snap, dst: _Snap) -> int:
         """The user moved files between local folders: MOVE their server copies too."""

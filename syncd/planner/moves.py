@@ -29,10 +29,11 @@ def plan_moves(
     plans that were refused are left as they are.
 
     A restore (a message gone on one side but changed on the other) whose message is
-    still paired in another folder is a deletion after all: the message was moved out
-    between two syncs (a reader's move racing syncd's folder-by-folder listing), and
-    bringing it back would leave it in two folders. It is deleted instead; the change
-    made to that copy is dropped, the message itself lives on in the other folder.
+    still paired elsewhere (another folder, or another copy in the same one) is a
+    deletion after all: the message was moved between two syncs (a reader's move racing
+    syncd's folder-by-folder listing, or mutt's save whose copy was synced before the
+    original was deleted), and bringing it back would leave it twice. It is deleted
+    instead; the change made to that copy is dropped, the message lives on in the other.
     """
     local_fps = local_fps or {}
     remote_fps = remote_fps or {}
@@ -124,11 +125,11 @@ def _drop_restores_of_moved(
     gone: Mapping[Side, Mapping[str, tuple[str, Pair, tuple[Action, ...]]]],
 ) -> None:
     vanishing = {(f, pair.uid) for index in gone.values() for f, pair, _ in index.values()}
-    kept: dict[Fingerprint, set[str]] = {}
+    kept: dict[Fingerprint, set[tuple[str, Uid]]] = {}
     for folder, base in bases.items():
         for pair in base.values():
             if pair.fp is not None and (folder, pair.uid) not in vanishing:
-                kept.setdefault(pair.fp, set()).add(folder)
+                kept.setdefault(pair.fp, set()).add((folder, pair.uid))
     for folder, actions in plans.items():
         base = bases.get(folder, {})
         for i, action in enumerate(actions):
@@ -137,7 +138,7 @@ def _drop_restores_of_moved(
             restored = base.get(action.replaces)
             if restored is None or restored.fp is None:
                 continue
-            if not kept.get(restored.fp, set()) - {folder}:
+            if not kept.get(restored.fp, set()) - {(folder, restored.uid)}:
                 continue
             ident = restored.uid if action.source is Side.REMOTE else restored.key
             actions[i : i + 1] = [Delete(action.source, ident), Forget(restored.uid)]

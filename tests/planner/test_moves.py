@@ -389,6 +389,16 @@ def test_restore_of_a_message_that_lives_on_in_another_folder_is_a_delete() -> N
         Delete(Side.REMOTE, pair.uid),
         Forget(pair.uid),
     )
+    # The same with the other copy in the same folder (mutt's save whose copy was synced
+    # before the original was deleted, moved back by notmuch meanwhile).
+    twice = _account(("INBOX", "x"), ("INBOX", "x"))
+    first = min(twice.folder("INBOX").base.values(), key=lambda p: p.uid)
+    del twice.folder("INBOX").local[first.key]
+    twice.folder("INBOX").remote[first.uid] = (Flag.S | Flag.F, "x")
+    assert twice.plan().folders["INBOX"].actions == (
+        Delete(Side.REMOTE, first.uid),
+        Forget(first.uid),
+    )
     # Without the other copy it is restored, as changes win over deletions.
     alone = _account(("INBOX", "x"))
     [pair] = alone.folder("INBOX").base.values()

@@ -742,6 +742,11 @@ def cmd_status(args: argparse.Namespace) -> int:
             if idle:
                 up = [f for f, ok in idle.items() if ok]
                 line += f", IDLE on {len(up)}/{len(idle)} folders"
+            if lv.get("no_idle"):
+                line += (
+                    f", no IDLE on the server: polling every {lv.get('poll_interval')} s "
+                    f"({', '.join(lv['no_idle'])})"
+                )
             print(line)
             if lv.get("last_error"):
                 print(f"  error now: {lv['last_error']}")

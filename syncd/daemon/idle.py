@@ -65,6 +65,8 @@ class IdleWatcher(threading.Thread):
         self._attempt = 0
         """Failed connections since the last good one (this watcher's thread only)."""
         self.connected = False
+        self.no_idle = False
+        """The server does not advertise IDLE: this watcher has ended; the worker polls."""
         self.last_error: str | None = None
         self.last_error_before_connect = False
 
@@ -90,6 +92,8 @@ class IdleWatcher(threading.Thread):
             try:
                 self._serve()
                 self._attempt = 0
+                if self.no_idle:
+                    return
                 continue
             except (AuthError, TLSError) as exc:
                 delay = AUTH_BACKOFF
@@ -136,6 +140,17 @@ class IdleWatcher(threading.Thread):
         session = ImapSession(self.cfg, self._secret)
         self._session = session
         session.connect()
+        if not session.strategy.idle:
+            # IDLE that is not advertised is not used, even if the server would take it.
+            self.no_idle = True
+            log.info(
+                "%s: the server does not offer IDLE; new mail in %s is noticed by polling "
+                "every %d s (poll_interval)",
+                self.account,
+                self.folder,
+                self.cfg.poll_interval,
+            )
+            return
         self.last_error_before_connect = self.last_error is not None
         client = session.client
         session.list_folders()

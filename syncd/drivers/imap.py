@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 _caps_said: dict[str, frozenset[str]] = {}
 """Per server: the capability list last logged by this process."""
 _caps_lock = threading.Lock()
+_alerts_said: set[str] = set()
 
 _TO_IMAP: dict[Flag, bytes] = {
     Flag.D: b"\\Draft",
@@ -195,6 +196,26 @@ def _shut(wake: socket.socket | subprocess.Popen[bytes] | None) -> None:
             wake.terminate()  # the tunnel's end of the pipe closes: the owner reads EOF
 
 
+def _preauthenticated(client: IMAPClient) -> bool:
+    """Whether the server greeted with PREAUTH, also after other untagged lines.
+
+    imaplib reads one line as the greeting and decides between PREAUTH and OK on it alone.
+    Courier puts ``* OK [ALERT] ...`` lines before its ``* PREAUTH`` when something in its
+    set-up failed, and imaplib then takes the session for a fresh one. The PREAUTH line is
+    still read, as an untagged reply to the CAPABILITY command imaplib sends right after
+    the greeting; finding it there, the session is logged in, and imaplib is told so.
+    """
+    imap = client._imap
+    if imap.state != "AUTH" and "PREAUTH" in imap.untagged_responses:
+        imap.state = "AUTH"
+    for alert in imap.untagged_responses.get("OK", ()):
+        text = alert.decode("utf-8", "replace") if isinstance(alert, bytes) else str(alert)
+        if text.upper().startswith("[ALERT]") and text not in _alerts_said:
+            _alerts_said.add(text)  # once per process: a daemon reconnects often
+            log.warning("the IMAP server says: %s", text)
+    return bool(imap.state == "AUTH")
+
+
 def _tunnel_client(command: str) -> IMAPClient:
     class TunnelClient(_client_classes()[0]):  # type: ignore[misc]
         # imapclient sets a socket read timeout even in stream mode, where there is no
@@ -204,6 +225,46 @@ def _tunnel_client(command: str) -> IMAPClient:
 
     client: IMAPClient = TunnelClient(command, stream=True, ssl=False)
     return client
+
+
+@dataclass(frozen=True, slots=True)
+class FolderNames:
+    """How local folder names ("Lists/python") and the server's names relate.
+
+    The server's personal namespace ``prefix`` (RFC 2342: ``"INBOX."`` on Courier and
+    Cyrus, ``""`` on Dovecot) is not part of a local name, and its hierarchy ``sep`` is
+    "/" locally: Courier's ``INBOX.Lists.python`` is the local ``Lists/python``, as
+    Dovecot's ``Lists/python`` is. INBOX is INBOX everywhere. Invariant:
+    ``to_local(to_server(n)) == n`` for every name ``to_server`` accepts.
+    """
+
+    prefix: str = ""
+    sep: str = "/"
+
+    def to_local(self, name: str, sep: str | None = None) -> str | None:
+        """The local name of the server's ``name`` (whose LIST row said ``sep``), or None
+        when no local name can stand for it (a "/" inside a component, the namespace
+        itself, a second INBOX)."""
+        sep = sep or self.sep
+        if name.upper() == "INBOX":
+            return "INBOX"
+        rest = name
+        if self.prefix and name.startswith(self.prefix):
+            rest = name[len(self.prefix) :]
+        parts = rest.split(sep) if sep else [rest]
+        if not rest or "" in parts:
+            return None
+        if sep != "/" and any("/" in p for p in parts):
+            return None
+        if rest is not name and parts[0].upper() == "INBOX":
+            return None  # INBOX.INBOX would be a second local INBOX
+        return "/".join(parts)
+
+    def to_server(self, name: str) -> str:
+        """The server's name for the local ``name``."""
+        if name.upper() == "INBOX":
+            return "INBOX"
+        return self.prefix + self.sep.join(name.split("/"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +294,104 @@ class Listing:
     delta: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Strategy:
+    """How a session does each job, chosen once from the capabilities the server advertises.
+
+    The engine asks for what it needs ("a delta listing", "appends with UIDs", "a move"),
+    never for an extension: what the server lacks is done another way here, and nothing
+    the server did not advertise is ever sent (Dovecot, for one, answers MOVE, ENABLE and
+    sends APPENDUID whatever it advertises; a server that does not advertise them may not).
+    """
+
+    delta_listing: bool
+    """CONDSTORE: a resync fetches only the flags changed since the last one (CHANGEDSINCE)."""
+    vanished: bool
+    """QRESYNC: the delta also names the expunged UIDs (VANISHED)."""
+    uidplus: bool
+    """UIDPLUS: APPENDUID/COPYUID give new UIDs; UID EXPUNGE removes only ours."""
+    move: bool
+    """MOVE, else COPY + \\Deleted + a guarded EXPUNGE."""
+    idle: bool
+    """IDLE, else the daemon polls."""
+    multiappend: bool
+    unselect: bool
+    enable: str | None
+    """What to ENABLE after login (QRESYNC implies CONDSTORE)."""
+
+    @classmethod
+    def of(cls, caps: frozenset[str]) -> Strategy:
+        condstore = "CONDSTORE" in caps or "QRESYNC" in caps
+        qresync = "QRESYNC" in caps and "ENABLE" in caps
+        enable = None
+        if "ENABLE" in caps:
+            enable = "QRESYNC" if qresync else "CONDSTORE" if "CONDSTORE" in caps else None
+        return cls(
+            delta_listing=condstore,
+            vanished=qresync,
+            uidplus="UIDPLUS" in caps,
+            move="MOVE" in caps,
+            idle="IDLE" in caps,
+            multiappend="MULTIAPPEND" in caps,
+            unselect="UNSELECT" in caps,
+            enable=enable,
+        )
+
+    def uses(self) -> list[str]:
+        """The extensions syncd uses on this server, in the server's words."""
+        out = []
+        if self.vanished:
+            out.append("QRESYNC")
+        if self.delta_listing:
+            out.append("CONDSTORE")
+        if self.enable:
+            out.append("ENABLE")
+        for name, on in (
+            ("UIDPLUS", self.uidplus),
+            ("MOVE", self.move),
+            ("IDLE", self.idle),
+            ("MULTIAPPEND", self.multiappend),
+            ("UNSELECT", self.unselect),
+        ):
+            if on:
+                out.append(name)
+        return out
+
+    def fallbacks(self, poll_interval: int) -> list[str]:
+        """Every fallback in effect, with what it costs."""
+        out = []
+        if not self.delta_listing:
+            out.append(
+                "no CONDSTORE: each resync reads every message's flags, about 40 bytes each "
+                "(400 kB per 10 000 messages)"
+            )
+        elif not self.vanished:
+            out.append(
+                "no QRESYNC: expunges are found by comparing counts; when they differ a resync "
+                "reads the folder's UID list, about 6 bytes per message"
+            )
+        if not self.uidplus:
+            out.append(
+                "no UIDPLUS: each upload is found again by UID SEARCH on its Message-ID and a "
+                "header fetch (one SEARCH per message, one FETCH per batch); deletions expunge "
+                "with a guard: other \\Deleted messages are unmarked during the EXPUNGE and "
+                "marked again (3 extra commands when there are any)"
+            )
+        if not self.move:
+            out.append(
+                "no MOVE: a move is COPY, then \\Deleted and EXPUNGE"
+                + ("" if self.uidplus else "; the copies are paired by header at the next sync")
+            )
+        if not self.idle:
+            out.append(
+                f"no IDLE: new mail is noticed by polling every {poll_interval} s "
+                "(poll_interval), one STATUS per folder"
+            )
+        if not self.multiappend:
+            out.append("no MULTIAPPEND: one APPEND command, one round trip, per uploaded message")
+        return out
+
+
 _APPENDUID = re.compile(rb"APPENDUID (\d+) ([0-9:,]+)")
 
 
@@ -248,6 +407,53 @@ def _uid_set(text: bytes) -> list[int]:
     return out
 
 
+def _fetch_by_uid(data: list[Any]) -> dict[int, dict[bytes, Any]]:
+    """FETCH responses keyed by UID; responses without a UID are left out.
+
+    A server may send a FETCH of its own in the middle of ours, when another client
+    changed a message's flags: ``* 2 FETCH (FLAGS (\\Seen))``, without UID unless QRESYNC
+    is on. imapclient's parser keys such a response by its sequence number as if it were
+    a UID, which gave a phantom message or another message's flags. Ours are all UID
+    FETCHes, whose own responses always carry the UID; the flag change the stray one
+    reports is seen by the next listing (its MODSEQ is newer than the one recorded).
+    """
+    from imapclient.datetime_util import parse_to_datetime
+    from imapclient.response_parser import gen_parsed_response
+
+    out: dict[int, dict[bytes, Any]] = {}
+    if data == [None]:
+        return out
+    tokens = gen_parsed_response(data)
+    for _seq in tokens:
+        items = next(tokens)
+        if not isinstance(items, tuple) or len(items) % 2:
+            raise imaplib.IMAP4.error(f"malformed FETCH response: {items!r:.200}")
+        row: dict[bytes, Any] = {}
+        for i in range(0, len(items), 2):
+            key, value = items[i], items[i + 1]
+            word = key.upper() if isinstance(key, bytes) else str(key).upper().encode()
+            if word == b"INTERNALDATE" and isinstance(value, bytes):
+                value = parse_to_datetime(value, normalise=False)
+            row[word] = value
+        uid = row.pop(b"UID", None)
+        if uid is None:
+            continue
+        out.setdefault(int(uid), {}).update(row)
+    return out
+
+
+_MESSAGE_ID = re.compile(rb"(?im)^Message-ID:[ \t]*(?:\r?\n[ \t]+)?(<[!-;=?-~]+>)[ \t]*\r?$")
+
+
+def _message_id(header: bytes) -> str | None:
+    """The Message-ID of a header block, if it is plain enough to SEARCH for."""
+    end = header.find(b"\n\r\n")
+    end2 = header.find(b"\n\n")
+    cut = min(x for x in (end, end2, len(header)) if x >= 0)
+    m = _MESSAGE_ID.search(header[: cut + 1])
+    return m.group(1).decode("ascii") if m else None
+
+
 class ImapSession:
     """One logged-in IMAP connection. Not thread-safe; one per worker."""
 
@@ -256,11 +462,22 @@ class ImapSession:
         self._secret = secret
         self._client: IMAPClient | None = None
         self.caps: frozenset[str] = frozenset()
+        self.strategy = Strategy.of(self.caps)
         self.delimiter = "/"
         self.selected: str | None = None
         self.selected_uidvalidity: int | None = None
         self._server_names: dict[str, str] = {}
         self._skipped_all: set[str] = set()
+        self._skipped_names: set[str] = set()
+        self.names = FolderNames()
+        """How local names map to the server's; set by connect() from the config or
+        NAMESPACE, and completed by list_folders() with the separator LIST shows."""
+        self.namespace_from = "none"
+        """Where ``names.prefix`` came from: "config", "NAMESPACE" or "none"."""
+        self._sep_known = False
+        self.legacy_names = False
+        """Keep the namespace prefix in local names ("INBOX/Archive"), as syncd did before
+        it knew namespaces: set by the engine for an account synced that way."""
         # The one thing another thread may do to a session is interrupt() it: a handle on
         # the connection that stays valid until close() releases it (see interrupt()).
         self._wake_lock = threading.Lock()
@@ -324,7 +541,7 @@ class ImapSession:
                         raise TLSError(tls.describe(exc, cfg)) from exc
                 if cfg.tls is not TlsMode.NONE:
                     tls.check_pin(client.socket(), cfg)
-                preauth = client._imap.state == "AUTH"
+                preauth = _preauthenticated(client)
                 secret = "" if preauth else self._secret()
                 if preauth:
                     pass  # PREAUTH greeting: the tunnel is already logged in
@@ -335,10 +552,10 @@ class ImapSession:
                 else:
                     client.login(cfg.username, secret)
                 self.caps = frozenset(c.decode().upper() for c in client.capabilities())
-                if "QRESYNC" in self.caps:
-                    client.enable("QRESYNC")
-                elif "CONDSTORE" in self.caps:
-                    client.enable("CONDSTORE")
+                self.strategy = Strategy.of(self.caps)
+                if self.strategy.enable:
+                    client.enable(self.strategy.enable)
+                self._learn_namespace(client)
         except BaseException:
             self.close()
             raise
@@ -351,6 +568,24 @@ class ImapSession:
             log.debug("connected to %s, capabilities: %s", where, " ".join(sorted(self.caps)))
         else:
             log.debug("connected to %s", where)
+
+    def _learn_namespace(self, client: IMAPClient) -> None:
+        """The personal namespace: from the config, else from NAMESPACE (RFC 2342)."""
+        prefix, sep = self.cfg.namespace, self.cfg.separator
+        self.namespace_from = "config" if prefix is not None else "none"
+        if prefix is None and "NAMESPACE" in self.caps:
+            with map_errors("NAMESPACE"):
+                personal = client.namespace().personal or ()
+            if personal:
+                got_prefix, got_sep = personal[0]
+                prefix = got_prefix.decode() if isinstance(got_prefix, bytes) else got_prefix
+                if sep is None and got_sep:
+                    sep = got_sep.decode() if isinstance(got_sep, bytes) else got_sep
+                self.namespace_from = "NAMESPACE"
+        self._sep_known = sep is not None
+        if sep is not None:
+            self.delimiter = sep
+        self.names = FolderNames(prefix or "", sep or self.delimiter)
 
     def close(self) -> None:
         client, self._client = self._client, None
@@ -410,6 +645,40 @@ class ImapSession:
     def has(self, cap: str) -> bool:
         return cap in self.caps
 
+    def implementation(self) -> str:
+        """What the server says it is: its ID (RFC 2971) if it has ID, else its greeting."""
+        client = self.client
+        if "ID" in self.caps:
+            with contextlib.suppress(Exception), map_errors("ID"):
+                got = client.id_()
+                # imapclient returns the parsed list: ((k1, v1, k2, v2, ...),)
+                flat = got[0] if got and isinstance(got[0], tuple) else ()
+                fields = {
+                    (k.decode() if isinstance(k, bytes) else str(k)).lower(): (
+                        v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+                    )
+                    for k, v in zip(flat[::2], flat[1::2], strict=False)
+                    if v is not None
+                }
+                text = " ".join(fields[k] for k in ("name", "version") if k in fields)
+                if text:
+                    return f"{text} (ID)"
+        raw = client.welcome
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw or "")
+        text = re.sub(r"^\* (OK|PREAUTH) (\[[^\]]*\] ?)?", "", text).strip()
+        return f"{text or 'unknown'} (greeting)"
+
+    def describe(self) -> list[str]:
+        """What ``syncd check`` says: the server, the extensions used, each fallback."""
+        uses = self.strategy.uses()
+        lines = [
+            f"server: {self.implementation()}",
+            "uses: " + (" ".join(uses) if uses else "nothing beyond IMAP4rev1"),
+        ]
+        for text in self.strategy.fallbacks(self.cfg.poll_interval):
+            lines.append(f"fallback: {text}")
+        return lines
+
     def noop(self) -> None:
         with map_errors("NOOP"):
             self.client.noop()
@@ -421,20 +690,28 @@ class ImapSession:
 
         Special-use folders (RFC 6154) get the local names of ``special_folders``, so the
         server's ``[Gmail]/Sent Mail`` is the folder ``Sent``; ``\\All`` (Gmail's "All
-        Mail", which holds every message a second time) is left out. Names whose
-        components contain "/" while the server separates with something else cannot be
-        told apart locally; they are skipped with a warning.
+        Mail", which holds every message a second time) is left out. The personal
+        namespace prefix is not part of local names (:class:`FolderNames`): Courier's
+        ``INBOX.Archive`` is ``Archive``. Names that no local name can stand for (a "/"
+        inside a component while the server separates with something else, a second
+        INBOX, two server names for one local name) are skipped with a warning that says
+        how to stop it; the other folders sync.
         """
         with map_errors("LIST"):
             rows = self.client.list_folders()
         special = dict(self.cfg.special_folders or ())
         out: dict[str, str] = {}
         aliases: list[tuple[str, str]] = []
+        names = self.names
+        if self.legacy_names:
+            names = FolderNames("", names.sep)
+        local_of: dict[str, str] = {}
         for flags, delim, name in rows:
             if isinstance(name, bytes):
                 name = name.decode("utf-8", "replace")
             sep = delim.decode() if isinstance(delim, bytes) else (delim or "/")
-            self.delimiter = sep
+            if self.cfg.separator is None:
+                self.delimiter = sep
             lowered = {f.lower() if isinstance(f, bytes) else f.lower().encode() for f in flags}
             if lowered & {b"\\noselect", b"\\nonexistent"}:
                 continue
@@ -450,16 +727,19 @@ class ImapSession:
             if name.upper() == "INBOX":
                 out["INBOX"] = name
                 continue
-            parts = name.split(sep) if sep else [name]
-            if sep != "/" and any("/" in p for p in parts):
-                log.warning("folder %r has a '/' inside a name component; not synced", name)
+            if self.cfg.separator is not None:
+                sep = self.cfg.separator
+            local = names.to_local(name, sep)
+            if local is None or local in out:
+                self._skip_name(name, local, sep)
                 continue
             role = next((r for r in special if b"\\" + r.encode() in lowered), None)
             if role is not None:
                 aliases.append((special[role], name))
-            out["/".join(parts)] = name
+            out[local] = name
+            local_of[name] = local
         for alias, name in aliases:
-            canonical = "/".join(name.split(self.delimiter))
+            canonical = local_of[name]
             if alias == canonical:
                 continue
             if alias in out:
@@ -473,20 +753,43 @@ class ImapSession:
                 continue
             del out[canonical]
             out[alias] = name
+        if not self._sep_known and rows:
+            self.names = FolderNames(self.names.prefix, self.delimiter)
         self._server_names = out
         return out
+
+    def _skip_name(self, name: str, local: str | None, sep: str) -> None:
+        """Warn, once per session, about a server folder no local name can stand for."""
+        if name in self._skipped_names or f"!{name}" in self.cfg.folders:
+            return
+        self._skipped_names.add(name)
+        if local is None:
+            why = (
+                f"a '/' inside a name component (the server separates with {sep!r})"
+                if "/" in name
+                else "its local name would be INBOX or empty"
+            )
+        else:
+            why = f"another server folder is the local {local!r} already"
+        log.warning(
+            "server folder %r is not synced: %s; rename it on the server to sync it, or "
+            'add "!%s" to the account\'s folders: to silence this',
+            name,
+            why,
+            name,
+        )
 
     def server_name(self, name: str) -> str:
         got = self._server_names.get(name)
         if got is not None:
             return got
-        if name.upper() == "INBOX":
-            return "INBOX"
-        return self.delimiter.join(name.split("/"))
+        if self.legacy_names:
+            return FolderNames("", self.names.sep).to_server(name)
+        return self.names.to_server(name)
 
     def status(self, name: str) -> FolderStatus:
         what = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
-        if self.has("CONDSTORE"):
+        if self.strategy.delta_listing:
             what.append("HIGHESTMODSEQ")
         if self.selected == name:
             # STATUS of the selected folder may answer from this session's own view,
@@ -503,6 +806,18 @@ class ImapSession:
         )
 
     def create_folder(self, name: str) -> None:
+        """Create ``name`` on the server; a refusal (FolderError) says how to stop asking."""
+        try:
+            self._create(name)
+        except FolderError as exc:
+            server = self.server_name(name)
+            shown = name if server == name else f"{name} ({server} on the server)"
+            raise FolderError(
+                f"{exc}; the server refused the folder {shown}: rename the local folder, "
+                f'or add "!{name}" to the account\'s folders: to keep it local only'
+            ) from exc
+
+    def _create(self, name: str) -> None:
         with map_errors("CREATE", folder=name):
             self.client.create_folder(self.server_name(name))
             with contextlib.suppress(Exception):
@@ -566,8 +881,6 @@ class ImapSession:
     ) -> dict[int, dict[bytes, Any]]:
         # imapclient's fetch() cannot take a "1:*" range; this is the same call without
         # its post-filter, still using its command plumbing and response parser.
-        from imapclient.response_parser import parse_fetch_response
-
         client = self.client
         args: list[str] = ["FETCH", uids, "(" + " ".join(items) + ")"]
         if modifiers:
@@ -577,8 +890,7 @@ class ImapSession:
         typ, data = imap._command_complete("FETCH", tag)
         client._checkok("fetch", typ, data)
         typ, data = imap._untagged_response(typ, data, "FETCH")
-        parsed: dict[int, dict[bytes, Any]] = parse_fetch_response(data, False, True)
-        return parsed
+        return _fetch_by_uid(data)
 
     def listing(self, since_modseq: int | None = None) -> Listing:
         """Flags (and sizes) of the selected folder, or only what changed since a MODSEQ."""
@@ -587,9 +899,9 @@ class ImapSession:
         with map_errors("FETCH FLAGS", folder=name):
             imap = self.client._imap
             imap.untagged_responses.pop("VANISHED", None)
-            if since_modseq is not None and self.has("CONDSTORE"):
+            if since_modseq is not None and self.strategy.delta_listing:
                 mods = [f"CHANGEDSINCE {since_modseq}"]
-                qresync = self.has("QRESYNC")
+                qresync = self.strategy.vanished
                 if qresync:
                     mods.append("VANISHED")
                 rows = self._uid_fetch("1:*", items, mods)
@@ -717,6 +1029,8 @@ class ImapSession:
         folder = client._normalise_folder(self.server_name(name))
         multi = self.has("MULTIAPPEND")
         out: list[Uid | None] = []
+        # Without UIDPLUS the new messages are found afterwards among the UIDs from here on.
+        before = None if self.strategy.uidplus else self.status(name)
         start = 0
         while start < len(messages):
             end, nbytes = start, 0
@@ -741,9 +1055,63 @@ class ImapSession:
                 raise FolderError(f"APPEND (folder {name}): server said: {data!r}")
             out.extend(self._appenduids(data, end - start))
             start = end
+        if before is not None:
+            return self._find_appended(name, [m[0] for m in messages], before)
+        return out
+
+    def _find_appended(
+        self, name: str, bodies: Sequence[bytes | LiteralSource], before: FolderStatus
+    ) -> list[Uid | None]:
+        """The UIDs of messages just appended, on a server without APPENDUID.
+
+        Only UIDs from the folder's UIDNEXT before the APPEND on can be ours. A message
+        with a Message-ID is looked up by it (UID SEARCH HEADER), one without among all
+        those new UIDs; either way a candidate counts only when its header is byte for
+        byte ours (the fingerprint), and each UID is given to one message only. None where
+        nothing matched: the next sync pairs the two copies by their headers, so a crash
+        between the APPEND and recording the pair never makes a duplicate either.
+        """
+        self.select(name)
+        if self.selected_uidvalidity != before.uidvalidity:
+            return [None] * len(bodies)
+        low = before.uidnext
+        heads = [b if isinstance(b, bytes) else getattr(b, "head", b"") for b in bodies]
+        candidates: list[set[Uid] | None] = []
+        with map_errors("UID SEARCH", folder=name):
+            for head in heads:
+                mid = _message_id(head)
+                if mid is None:
+                    candidates.append(None)
+                    continue
+                found = self.client.search(["UID", f"{low}:*", "HEADER", "Message-ID", mid])
+                candidates.append({Uid(u) for u in found if u >= low})
+            pool: set[Uid] = set().union(*(c for c in candidates if c is not None))
+            if any(c is None for c in candidates):
+                pool |= {Uid(u) for u in self.client.search(["UID", f"{low}:*"]) if u >= low}
+        got = self.fingerprints(pool) if pool else {}
+        taken: set[Uid] = set()
+        out: list[Uid | None] = []
+        for head, cands in zip(heads, candidates, strict=True):
+            fp = fingerprint(head) if head else None
+            mine = sorted(
+                u for u in (pool if cands is None else cands) if got.get(u) == fp and u not in taken
+            )
+            out.append(mine[0] if mine and fp is not None else None)
+            if mine and fp is not None:
+                taken.add(mine[0])
+        missing = sum(1 for u in out if u is None)
+        if missing:
+            log.info(
+                "folder %s: %d uploaded message(s) not found again yet (no UIDPLUS); the next "
+                "sync pairs them by their headers",
+                name,
+                missing,
+            )
         return out
 
     def _appenduids(self, data: Sequence[Any], n: int) -> list[Uid | None]:
+        if not self.strategy.uidplus:
+            return [None] * n  # a code the server did not advertise may not mean that
         for line in data:
             if isinstance(line, bytes):
                 m = _APPENDUID.search(line)
@@ -788,15 +1156,39 @@ class ImapSession:
         self._require_uidvalidity(uidvalidity)
         with map_errors("EXPUNGE", folder=self.selected):
             self.client.add_flags(list(uids), [b"\\Deleted"], silent=True)
-            if self.has("UIDPLUS"):
+            if self.strategy.uidplus:
                 self.client.uid_expunge(list(uids))
             else:
-                log.warning(
-                    "folder %s: server lacks UIDPLUS; EXPUNGE also removes other messages "
-                    "marked deleted",
-                    self.selected,
-                )
-                self.client.expunge()
+                self._guarded_expunge(set(uids))
+
+    def _guarded_expunge(self, uids: set[Uid]) -> None:
+        """EXPUNGE on a server without UID EXPUNGE, removing only ``uids``.
+
+        A plain EXPUNGE removes every message marked \\Deleted, also those another client
+        (or syncd itself, for a local message with the T flag) marked and keeps. So the
+        others are unmarked first and marked again right after: UID SEARCH DELETED, STORE
+        -FLAGS, EXPUNGE, STORE +FLAGS. If the connection drops in between, those messages
+        stay on the server without \\Deleted: a flag is lost, never a message (the next
+        sync takes the flag change like any other). A message another client marks in the
+        moment between the SEARCH and the EXPUNGE is still removed; nothing on a server
+        without UIDPLUS can prevent that.
+        """
+        client = self.client
+        others = [u for u in client.search(["DELETED"]) if Uid(u) not in uids]
+        if others:
+            log.debug(
+                "folder %s: no UIDPLUS: %d other message(s) marked deleted are unmarked "
+                "during the EXPUNGE",
+                self.selected,
+                len(others),
+            )
+            client.remove_flags(others, [b"\\Deleted"], silent=True)
+        try:
+            client.expunge()
+        finally:
+            if others:
+                # The same UIDs: a UID survives the EXPUNGE of other messages.
+                client.add_flags(others, [b"\\Deleted"], silent=True)
 
     def move(
         self, uids: Sequence[Uid], dst: str, *, uidvalidity: int
@@ -812,7 +1204,7 @@ class ImapSession:
         imap = self.client._imap
         with map_errors("MOVE", folder=self.selected):
             imap.untagged_responses.pop("COPYUID", None)
-            if self.has("MOVE"):
+            if self.strategy.move:
                 self.client.move(list(uids), self.server_name(dst))
                 lines = imap.untagged_responses.pop("COPYUID", [])
             else:
@@ -820,6 +1212,8 @@ class ImapSession:
                 lines = [m.group(1) for m in [re.search(rb"COPYUID ([^\]]+)", resp or b"")] if m]
                 lines += imap.untagged_responses.pop("COPYUID", [])
                 self.expunge(uids, uidvalidity=uidvalidity)
+            if not self.strategy.uidplus:
+                lines = []  # not advertised: the copies are paired by their headers instead
         mapping: dict[Uid, Uid] = {}
         dst_validity: int | None = None
         for line in lines:

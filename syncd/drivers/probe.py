@@ -23,7 +23,8 @@ def probe(server: ServerConfig, secret: Callable[[], str]) -> str:
 
         with ImapSession(server, secret) as session:
             folders = session.list_folders()
-        return f"{len(folders)} folders"
+            lines = session.describe()
+        return f"{len(folders)} folders" + "".join(f"\n  {line}" for line in lines)
     if isinstance(server, Pop3Config):
         from syncd.drivers.pop3 import Pop3Session
 

@@ -447,7 +447,7 @@ class AccountSync:
             and fs is not None
             and fs.highestmodseq is not None
             and sel.highestmodseq is not None
-            and session.has("CONDSTORE")
+            and session.strategy.delta_listing
             and fs.last_error is None
         ):
             listing: Listing = session.listing(since_modseq=fs.highestmodseq)

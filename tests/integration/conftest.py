@@ -6,6 +6,7 @@ import io
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,9 @@ from pathlib import Path
 import pytest
 
 from syncd import cli
+from tests.servers import require_dovecot
+from tests.servers.dovecot import Dovecot
+from tests.servers.profiles import PROFILES, ProfileServer
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -149,3 +153,35 @@ def msg(i: int, subject: str = "hello", body: str = "body", extra: str = "") -> 
 @pytest.fixture
 def account(dovecot, mail_user, tmp_path) -> Account:
     return Account(dovecot, mail_user, tmp_path)
+
+
+# -- server profiles (issue 12) -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", params=list(PROFILES))
+def server_profile(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ProfileServer]:
+    """One Dovecot per profile for the session, behind a guard that holds syncd to the
+    profile's extensions (see tests/servers/profiles.py)."""
+    require_dovecot()  # fails instead of skipping under SYNCD_REQUIRE_SERVERS=1
+    profile = PROFILES[request.param]
+    base = tmp_path_factory.mktemp(f"dovecot-{profile.name}")
+    with Dovecot(base, imap_capability=profile.capability) as server:
+        front = ProfileServer(server, profile)
+        try:
+            yield front
+        finally:
+            front.close()
+
+
+@pytest.fixture
+def profile_account(server_profile: ProfileServer, tmp_path: Path) -> Iterator[Account]:
+    """A fresh user on the profile's server; the test fails if syncd used an extension the
+    profile does not advertise."""
+    guard = server_profile.guard
+    guard.violations.clear()
+    yield Account(server_profile, server_profile.add_user(), tmp_path)
+    assert not guard.violations, (
+        f"syncd used what {server_profile.profile.name} does not advertise: {guard.violations}"
+    )

@@ -147,6 +147,11 @@ class ImapConfig(ServerConfig):
     run through the shell, in place of a network connection (mbsync's Tunnel)."""
     """SPECIAL-USE role -> local name (RFC 6154): the server's \\Sent folder, whatever its
     name, is the local folder "Sent". None (``special_folders: false``) keeps server names."""
+    namespace: str | None = None
+    """The server's personal namespace prefix (``"INBOX."`` on Courier and Cyrus), which
+    local folder names leave out; ``""`` for none. None: what NAMESPACE (RFC 2342) says."""
+    separator: str | None = None
+    """The server's hierarchy separator; None: the one NAMESPACE or LIST says."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -388,7 +393,16 @@ _SERVER_KEYS: Final = (
     "timeout",
 )
 _ROLE_KEYS: Final = {
-    "imap": ("folders", "idle", "poll_interval", "idle_interval", "special_folders", "tunnel"),
+    "imap": (
+        "folders",
+        "idle",
+        "poll_interval",
+        "idle_interval",
+        "special_folders",
+        "tunnel",
+        "namespace",
+        "separator",
+    ),
     "pop3": ("interval", "leave_on_server", "folder", "max_size"),
     "smtp": ("sent_folder",),
 }
@@ -996,6 +1010,7 @@ class _Walker:
             idle_interval = self.integer(
                 reidle_node, section.path("idle_interval"), 1, _MAX_IDLE_INTERVAL
             )
+        namespace, separator = self._namespace(section)
         special: tuple[tuple[str, str], ...] | None = SPECIAL_FOLDERS
         if (special_node := section.get("special_folders")) is not None:
             special = self.special_folders(special_node, section.path("special_folders"))
@@ -1007,7 +1022,50 @@ class _Walker:
             idle_interval=idle_interval,
             special_folders=special,
             tunnel=self._tunnel(section),
+            namespace=namespace,
+            separator=separator,
         )
+
+    def _namespace(self, section: _Mapping) -> tuple[str | None, str | None]:
+        """``namespace:`` and ``separator:``, checked against each other."""
+        sep: str | None = None
+        if (sep_node := section.get("separator")) is not None:
+            kp = section.path("separator")
+            if not isinstance(sep_node, ScalarNode) or sep_node.tag not in _TEXT_TAGS:
+                self.fail(kp, f"expected one character, {self.got(sep_node)}", _line(sep_node))
+            sep = str(sep_node.value)
+            if len(sep) != 1 or sep.isalnum() or sep.isspace():
+                self.fail(
+                    kp,
+                    f"expected one character that is not a letter, digit or space, like "
+                    f'"." or "/" (what the server shows in LIST replies), got {sep!r}',
+                    _line(sep_node),
+                )
+        prefix: str | None = None
+        if (ns_node := section.get("namespace")) is not None:
+            kp = section.path("namespace")
+            if not isinstance(ns_node, ScalarNode) or ns_node.tag not in _TEXT_TAGS:
+                self.fail(
+                    kp,
+                    f'expected the server\'s folder prefix as text, like "INBOX." or "" for '
+                    f"none, {self.got(ns_node)}",
+                    _line(ns_node),
+                )
+            prefix = str(ns_node.value)
+            if prefix.upper() == "INBOX":
+                self.fail(
+                    kp,
+                    f"{prefix!r} lacks the separator: the prefix is INBOX followed by it, "
+                    'like "INBOX." (Courier, Cyrus) or "INBOX/"',
+                    _line(ns_node),
+                )
+            if prefix and sep is not None and not prefix.endswith(sep):
+                self.fail(
+                    kp,
+                    f"{prefix!r} does not end with the separator {sep!r}; write {prefix + sep!r}",
+                    _line(ns_node),
+                )
+        return prefix, sep
 
     def _tunnel(self, section: _Mapping) -> str | None:
         node = section.get("tunnel")

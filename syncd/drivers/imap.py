@@ -208,9 +208,12 @@ def _preauthenticated(client: IMAPClient) -> bool:
     imap = client._imap
     if imap.state != "AUTH" and "PREAUTH" in imap.untagged_responses:
         imap.state = "AUTH"
-    for alert in imap.untagged_responses.get("OK", ()):
-        text = alert.decode("utf-8", "replace") if isinstance(alert, bytes) else str(alert)
-        if text.upper().startswith("[ALERT]") and text not in _alerts_said:
+    # imaplib drops untagged OKs before each command: only the first line is left to show.
+    welcome = imap.welcome or b""
+    first = welcome.decode("utf-8", "replace") if isinstance(welcome, bytes) else str(welcome)
+    if first.startswith("* OK [ALERT]"):
+        text = first[len("* OK ") :].strip()
+        if text not in _alerts_said:
             _alerts_said.add(text)  # once per process: a daemon reconnects often
             log.warning("the IMAP server says: %s", text)
     return bool(imap.state == "AUTH")

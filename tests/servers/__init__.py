@@ -25,6 +25,15 @@ def skip_or_fail(reason: str) -> None:
     pytest.skip(reason)
 
 
+def require_courier() -> None:
+    """Skip (or fail) when Courier's Debian packages are not in the cache (scripts/setup-env)."""
+    from tests.servers.courier import missing_packages
+
+    reason = missing_packages()
+    if reason is not None:
+        skip_or_fail(reason)
+
+
 def require_dovecot() -> None:
     """Skip (or fail, see ``servers_required``) when the Dovecot binaries are missing."""
     reason = missing_binaries()

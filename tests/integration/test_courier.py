@@ -1,0 +1,204 @@
+"""syncd against a real Courier-IMAP 5: personal namespace ``INBOX.``, separator ".".
+
+Each test runs over TCP (a loopback listener that starts one imapd per connection) and over
+``tunnel:`` (imapd on the tunnel's stdin/stdout); both greet with PREAUTH.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import REPO, Account, msg
+from tests.servers import require_courier
+from tests.servers.courier import Courier, CourierUser
+
+pytestmark = [pytest.mark.courier]
+
+
+def lf(raw: bytes) -> bytes:
+    return raw.replace(b"\r\n", b"\n")
+
+
+def wait_for(predicate, timeout: float = 20.0, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    return predicate()
+
+
+@pytest.fixture(scope="module")
+def courier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Courier]:
+    require_courier()
+    with Courier(tmp_path_factory.mktemp("courier")) as server:
+        yield server
+
+
+@dataclass
+class CourierAccount(Account):
+    """An Account whose server is Courier: over TCP (PREAUTH) or through ``tunnel:``."""
+
+    transport: str = "tcp"
+
+    def write_config(self) -> Path:
+        user: CourierUser = self.user  # type: ignore[assignment]
+        folders = ", ".join(f'"{f}"' for f in self.folders)
+        if self.transport == "tunnel":
+            where = f"tunnel: {user.command}"
+        else:
+            # PREAUTH: syncd never asks for the secret; the config still names one.
+            where = (
+                f"host: 127.0.0.1\n      port: {user.port}\n      tls: none\n"
+                f"      username: {user.name}\n      password_command: echo unused"
+            )
+        self.config.write_text(
+            f"""state_dir: {self.state_dir}
+accounts:
+  {self.name}:
+    maildir: {self.maildir}
+    layout: {self.layout}
+    imap:
+      {where}
+      folders: [{folders}]
+{self.extra}"""
+        )
+        return self.config
+
+    def remote_messages(self, folder: str = "INBOX") -> dict[int, tuple[bytes, set[bytes]]]:
+        return self.server.messages(self.user, folder)  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture(params=["tcp", "tunnel"])
+def acct(request, courier: Courier, tmp_path: Path) -> CourierAccount:
+    return CourierAccount(courier, courier.add_user(), tmp_path, transport=request.param)
+
+
+def local_folders(acct: Account) -> set[str]:
+    root = acct.maildir
+    return {
+        str(p.parent.relative_to(root)) for p in root.rglob("cur") if (p.parent / "new").is_dir()
+    }
+
+
+def test_layout_leaves_out_the_namespace_and_new_folders_reach_the_server(acct, courier):
+    user = acct.user
+    courier.append(user, "INBOX", msg(1))
+    courier.append(user, "INBOX.Archive", msg(2), flags=[b"\\Seen"])
+    courier.create_folder(user, "INBOX.Lists")
+    courier.append(user, "INBOX.Lists.python", msg(3), flags=[b"\\Flagged"])
+    r = acct.sync()
+    assert "3 downloaded" in r.out or r.out.count("1 downloaded") == 3, r.out
+    assert local_folders(acct) >= {"INBOX", "Archive", "Lists/python"}
+    assert not (acct.maildir / "INBOX" / "Archive").exists()
+    assert acct.local_messages("Archive") == {lf(msg(2)): "S"}
+    assert acct.local_messages("Lists/python") == {lf(msg(3)): "F"}
+
+    # A new local top-level folder is INBOX.Projects on the server, not a refused CREATE.
+    projects = acct.maildir / "Projects"
+    for sub in ("cur", "new", "tmp"):
+        (projects / sub).mkdir(parents=True)
+    (projects / "cur" / "1.M1.h:2,S").write_bytes(lf(msg(4)))
+    r = acct.sync()
+    assert "error" not in (r.out + r.err).lower(), r.out + r.err
+    assert "INBOX.Projects" in courier.folders(user)
+    assert [(lf(raw), f) for raw, f in acct.remote_messages("INBOX.Projects").values()] == [
+        (lf(msg(4)), {b"\\Seen"})
+    ]
+    again = acct.sync()
+    assert "uploaded" not in again.out and "downloaded" not in again.out, again.out
+    assert acct.run("check").code == 0
+
+
+def test_flags_and_deletions_both_ways(acct, courier):
+    user = acct.user
+    courier.append(user, "INBOX.Archive", msg(1))
+    courier.append(user, "INBOX.Archive", msg(2))
+    courier.append(user, "INBOX.Archive", msg(3))
+    acct.sync()
+    assert len(acct.local_messages("Archive")) == 3
+    uids = {lf(raw): uid for uid, (raw, _) in acct.remote_messages("INBOX.Archive").items()}
+
+    # Server -> local: \Flagged on 1, and 2 expunged.
+    courier.set_flags(user, "INBOX.Archive", uids[lf(msg(1))], [b"\\Flagged"])
+    courier.delete(user, "INBOX.Archive", uids[lf(msg(2))])
+    # Local -> server: 3 read.
+    (f3,) = (p for p in acct.local_files("Archive") if p.read_bytes() == lf(msg(3)))
+    f3.rename(f3.parent.parent / "cur" / (f3.name.split(":2,")[0] + ":2,S"))
+    acct.sync()
+    assert acct.local_messages("Archive") == {lf(msg(1)): "F", lf(msg(3)): "S"}
+    remote = {lf(raw): flags for raw, flags in acct.remote_messages("INBOX.Archive").values()}
+    assert remote == {lf(msg(1)): {b"\\Flagged"}, lf(msg(3)): {b"\\Seen"}}
+
+    # Local deletion reaches the server.
+    (f1,) = (p for p in acct.local_files("Archive") if p.read_bytes() == lf(msg(1)))
+    f1.unlink()
+    acct.sync()
+    remote = {lf(raw) for raw, _ in acct.remote_messages("INBOX.Archive").values()}
+    assert remote == {lf(msg(3))}
+
+
+def test_an_alert_before_preauth_is_not_a_login_prompt(tmp_path_factory, tmp_path, caplog):
+    """Without gam_server, Courier greets with ``* OK [ALERT] ...`` and then ``* PREAUTH``."""
+    require_courier()
+    with Courier(tmp_path_factory.mktemp("courier-nogamin"), gamin=False) as server:
+        user = server.add_user()
+        greeting = subprocess.run(
+            user.command, shell=True, input=b"a LOGOUT\r\n", capture_output=True, timeout=30
+        ).stdout
+        assert greeting.startswith(b"* OK [ALERT] Filesystem notification"), greeting
+        assert b"\r\n* PREAUTH" in greeting
+        server.append(user, "INBOX", msg(1))
+        for transport in ("tunnel", "tcp"):
+            a = CourierAccount(server, user, tmp_path / transport, transport=transport)
+            (tmp_path / transport).mkdir()
+            r = a.sync()
+            assert "1 downloaded" in r.out, r.out + r.err
+            assert a.local_messages() == {lf(msg(1)): ""}
+    # RFC 3501 asks clients to show an ALERT to the user: a warning (once per process).
+    assert "the IMAP server says: [ALERT] Filesystem notification" in caplog.text
+
+
+def test_daemon_hears_new_mail_through_idle(courier, tmp_path):
+    """gam_server runs, so Courier's IDLE reports new mail; polling is set to an hour."""
+    user = courier.add_user()
+    acct = CourierAccount(courier, user, tmp_path, transport="tcp")
+    acct.extra = ""
+    acct.write_config()
+    text = acct.config.read_text().replace(
+        "      folders:", "      poll_interval: 3600\n      folders:"
+    )
+    acct.config.write_text(text)
+    acct.write_config = lambda: acct.config  # type: ignore[method-assign]
+    log = tmp_path / "daemon.log"
+    with log.open("w") as logf:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "syncd", "run", "-c", str(acct.config), "-v"],
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
+        try:
+            # After the first sync, with IDLE on INBOX up, only IDLE can bring new mail in
+            # time: the next poll is an hour away.
+            assert wait_for(lambda: "INBOX: created locally" in log.read_text()), log.read_text()
+            assert wait_for(lambda: "IDLE on INBOX" in log.read_text()), log.read_text()
+            courier.append(user, "INBOX", msg(7))
+            assert wait_for(lambda: lf(msg(7)) in acct.local_messages("INBOX")), log.read_text()
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    assert proc.returncode == 0, log.read_text()

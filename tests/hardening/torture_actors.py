@@ -170,22 +170,26 @@ def server(
             if not uids:
                 continue
             uid = rng.choice(uids)
-            got = c.fetch([uid], ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]).get(uid)
-            if not got:
-                continue
-            mid = message_id(next(v for k, v in got.items() if k.startswith(b"BODY")) + b"\n")
-            if roll < 0.93:
-                flag = rng.choice([b"\\Flagged", b"\\Seen", b"\\Answered", b"$label1"])
-                flags = c.get_flags([uid]).get(uid, ())
-                if flag in flags:
-                    c.remove_flags([uid], [flag])
+            try:
+                got = c.fetch([uid], ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]).get(uid, {})
+                header = next((v for k, v in got.items() if k.startswith(b"BODY")), None)
+                if not isinstance(header, bytes):
+                    continue  # expunged by syncd a moment ago (Dovecot answers NIL)
+                mid = message_id(header + b"\n")
+                if roll < 0.93:
+                    flag = rng.choice([b"\\Flagged", b"\\Seen", b"\\Answered", b"$label1"])
+                    flags = c.get_flags([uid]).get(uid, ())
+                    if flag in flags:
+                        c.remove_flags([uid], [flag])
+                    else:
+                        c.add_flags([uid], [flag])
+                    log(op="flag", mid=mid)
                 else:
-                    c.add_flags([uid], [flag])
-                log(op="flag", mid=mid)
-            else:
-                c.add_flags([uid], [b"\\Deleted"])
-                c.uid_expunge([uid])
-                log(op="expunge", mid=mid)
+                    c.add_flags([uid], [b"\\Deleted"])
+                    c.uid_expunge([uid])
+                    log(op="expunge", mid=mid)
+            except IMAPClient.Error:
+                continue  # it went away meanwhile: another client's expunge
             time.sleep(rng.uniform(0.005, 0.03))
 
 

@@ -750,6 +750,38 @@ def test_the_sent_copy_is_local_at_once_and_never_downloaded_again(
 
 
 @pytest.mark.dovecot
+@pytest.mark.crash
+def test_sigkill_at_every_commit_of_an_imap_send_leaves_one_sent_copy_per_side(
+    account: Account, smtpd: Smtpd, certs: CertFiles
+) -> None:
+    """Kill `syncd send` after each of its commits, then `syncd sync` (which drains
+    first): the message is in the server's and the local Sent folder exactly once,
+    whether the crash came before the copies, between them and their pairs, or after."""
+    account.extra = _smtp_section(smtpd, certs)
+    account.sync()
+    n = 1
+    while True:
+        raw = message(100 + n)
+        r = run_cli(["sendmail", "-c", str(account.config)], raw)
+        assert r.code == 0, r.err
+        killed = account.spawn("send", env={"SYNCD_TEST_STOP_AFTER_COMMITS": str(n)})
+        account.sync()
+        account.sync()
+        sent = [m for m in smtpd.messages() if m.lf == raw]
+        remote = [b for b, _ in account.remote_messages("Sent").values() if b == raw]
+        local = [p for p in account.local_files("Sent") if p.read_bytes() == raw]
+        where = f"stop after {n} commits"
+        assert (len(sent), len(remote), len(local)) == (1, 1, 1), where
+        assert local[0].name.endswith(":2,S"), where
+        if killed.returncode != -signal.SIGKILL:
+            assert killed.returncode == 0, killed.stderr
+            break
+        n += 1
+        assert n < 30
+    assert n > 4  # sending, sent, the folder's UIDVALIDITY, the pairs, copied...
+
+
+@pytest.mark.dovecot
 @pytest.mark.slow
 def test_daemon_status_says_when_the_outbox_is_tried_again(
     account: Account, smtpd: Smtpd, certs: CertFiles, tmp_path: Path

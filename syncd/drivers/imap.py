@@ -264,10 +264,17 @@ class FolderNames:
         return "/".join(parts)
 
     def to_server(self, name: str) -> str:
-        """The server's name for the local ``name``."""
+        """The server's name for the local ``name``; ValueError when a component holds the
+        server's separator (local "a.b" would be the server's folder "b" inside "a")."""
         if name.upper() == "INBOX":
             return "INBOX"
-        return self.prefix + self.sep.join(name.split("/"))
+        parts = name.split("/")
+        if self.sep != "/" and any(self.sep in p for p in parts):
+            raise ValueError(
+                f"the folder name {name!r} contains the server's hierarchy separator "
+                f"{self.sep!r}, so the server would see nested folders"
+            )
+        return self.prefix + self.sep.join(parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -786,9 +793,11 @@ class ImapSession:
         got = self._server_names.get(name)
         if got is not None:
             return got
-        if self.legacy_names:
-            return FolderNames("", self.names.sep).to_server(name)
-        return self.names.to_server(name)
+        names = FolderNames("", self.names.sep) if self.legacy_names else self.names
+        try:
+            return names.to_server(name)
+        except ValueError as exc:
+            raise FolderError(str(exc)) from exc
 
     def status(self, name: str) -> FolderStatus:
         what = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
@@ -813,10 +822,13 @@ class ImapSession:
         try:
             self._create(name)
         except FolderError as exc:
-            server = self.server_name(name)
+            try:
+                server = self.server_name(name)
+            except FolderError:
+                server = name
             shown = name if server == name else f"{name} ({server} on the server)"
             raise FolderError(
-                f"{exc}; the server refused the folder {shown}: rename the local folder, "
+                f"{exc}; folder {shown} cannot be made on the server: rename the local folder, "
                 f'or add "!{name}" to the account\'s folders: to keep it local only'
             ) from exc
 
@@ -1205,6 +1217,16 @@ class ImapSession:
             return {}, None
         self._require_uidvalidity(uidvalidity)
         imap = self.client._imap
+        src_name = self.selected
+        before: FolderStatus | None = None
+        heads: dict[int, dict[bytes, Any]] = {}
+        if not self.strategy.uidplus:
+            # No COPYUID: the copies are found in ``dst`` afterwards by their headers.
+            before = self.status(dst)
+            with map_errors("FETCH HEADER", folder=src_name):
+                heads = self._uid_fetch(
+                    ",".join(str(u) for u in uids), ["UID", "BODY.PEEK[HEADER]"]
+                )
         with map_errors("MOVE", folder=self.selected):
             imap.untagged_responses.pop("COPYUID", None)
             if self.strategy.move:
@@ -1215,10 +1237,16 @@ class ImapSession:
                 lines = [m.group(1) for m in [re.search(rb"COPYUID ([^\]]+)", resp or b"")] if m]
                 lines += imap.untagged_responses.pop("COPYUID", [])
                 self.expunge(uids, uidvalidity=uidvalidity)
-            if not self.strategy.uidplus:
-                lines = []  # not advertised: the copies are paired by their headers instead
         mapping: dict[Uid, Uid] = {}
         dst_validity: int | None = None
+        if before is not None:
+            # A COPYUID code the server did not advertise may not mean that: not read.
+            raw = [heads.get(u, {}).get(b"BODY[HEADER]") for u in uids]
+            found = self._find_appended(
+                dst, [h if isinstance(h, bytes) else b"" for h in raw], before
+            )
+            mapping = {u: f for u, f in zip(uids, found, strict=True) if f is not None}
+            return mapping, before.uidvalidity
         for line in lines:
             parts = line.split()
             if len(parts) == 3:

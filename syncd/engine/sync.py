@@ -192,6 +192,7 @@ class AccountSync:
         if maildir_id is not None and expected is None and not self.dry_run:
             self.state.set_meta("maildir_id", maildir_id)
 
+        self.session.legacy_names = self._legacy_names()
         remote = self.session.list_folders()
         local = self.store.list_folders() if acct.maildir.exists() else []
         if not self.dry_run:
@@ -288,20 +289,57 @@ class AccountSync:
                     "them on the other side (run `syncd sync --force` if that is intended)"
                 )
 
+    def _legacy_names(self) -> bool:
+        """Whether this account was synced before syncd left the server's personal
+        namespace out of local names (its local folders are "INBOX/Archive", not
+        "Archive"): then the old names stay, so that nothing is downloaded twice or
+        deleted. Only a prefix that the server announced counts; a ``namespace:`` in the
+        config is the user's choice.
+        """
+        names = self.session.names
+        if self.session.namespace_from != "NAMESPACE" or not names.prefix:
+            return False
+        old_root = "/".join(names.prefix.split(names.sep))
+        if not old_root.endswith("/"):
+            old_root += "/"
+        known = [n for n in self.state.folders() if n.startswith(old_root)]
+        if known and self.account.name not in _legacy_said:
+            _legacy_said.add(self.account.name)
+            log.warning(
+                "%s: local folders such as %s were synced with the server's namespace prefix "
+                "%r in their names; syncd keeps those names (new servers' folders are named "
+                'without it). README "Namespaces and separators" says how to switch',
+                self.account.name,
+                known[0],
+                names.prefix,
+            )
+        return bool(known)
+
     def _create(self, side: Side, name: str) -> bool:
         fr = self.report.folder(name)
         fr.created = "locally" if side is Side.LOCAL else "on the server"
         if self.dry_run:
             self._virtual.add((side, name))
             return True
+        refused_key = f"create_refused:{name}"
         try:
             if side is Side.LOCAL:
                 self.store.create_folder(name)
             else:
                 self.session.create_folder(name)
+                if self.state.get_meta(refused_key) is not None:
+                    self.state.set_meta(refused_key, None)
         except (FolderError, MessageError) as exc:
-            fr.error = str(exc)
             fr.created = None
+            if side is Side.REMOTE and self.state.get_meta(refused_key) == str(exc):
+                # Said as an error once already: the same refusal on every sync would make
+                # every sync fail for one folder the user has been told how to exclude.
+                fr.skipped = True
+                log.warning("%s: folder %s stays local only: %s", self.account.name, name, exc)
+                return False
+            if side is Side.REMOTE:
+                self.state.set_meta(refused_key, str(exc))
+            fr.error = str(exc)
             log.error(
                 "%s: cannot create folder %s %s: %s",
                 self.account.name,
@@ -948,6 +986,9 @@ class AccountSync:
         if not self.dry_run:
             self.state.update_folder(name, last_error=error, last_sync=time.time())
 
+
+_legacy_said: set[str] = set()
+"""Accounts whose old folder names were reported in this process (once is enough)."""
 
 _HEADER_FIELD = re.compile(rb"(?:From |[\x21-\x39\x3b-\x7e]+[ \t]*:)")
 

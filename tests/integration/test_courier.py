@@ -169,7 +169,8 @@ def test_an_alert_before_preauth_is_not_a_login_prompt(tmp_path_factory, tmp_pat
 
 
 def test_daemon_hears_new_mail_through_idle(courier, tmp_path):
-    """gam_server runs, so Courier's IDLE reports new mail; polling is set to an hour."""
+    """gam_server runs, so Courier's IDLE reports mail delivered into the Maildir (new/);
+    polling is set to an hour."""
     user = courier.add_user()
     acct = CourierAccount(courier, user, tmp_path, transport="tcp")
     acct.extra = ""
@@ -192,7 +193,7 @@ def test_daemon_hears_new_mail_through_idle(courier, tmp_path):
             # time: the next poll is an hour away.
             assert wait_for(lambda: "INBOX: created locally" in log.read_text()), log.read_text()
             assert wait_for(lambda: "IDLE on INBOX" in log.read_text()), log.read_text()
-            courier.append(user, "INBOX", msg(7))
+            courier.deliver(user, msg(7))
             assert wait_for(lambda: lf(msg(7)) in acct.local_messages("INBOX")), log.read_text()
         finally:
             proc.send_signal(signal.SIGTERM)
@@ -202,3 +203,57 @@ def test_daemon_hears_new_mail_through_idle(courier, tmp_path):
                 proc.kill()
                 proc.wait()
     assert proc.returncode == 0, log.read_text()
+
+
+def test_a_local_name_the_server_cannot_take_fails_once_with_the_fix(courier, tmp_path):
+    """Local "v1.2" would be two nested folders on Courier: refused, with the exclude to add;
+    the next syncs warn and succeed, and the other folders sync throughout."""
+    user = courier.add_user()
+    acct = CourierAccount(courier, user, tmp_path)
+    courier.append(user, "INBOX", msg(1))
+    bad = acct.maildir / "v1.2"
+    for sub in ("cur", "new", "tmp"):
+        (bad / sub).mkdir(parents=True)
+    (bad / "cur" / "1.M1.h:2,S").write_bytes(lf(msg(2)))
+    first = acct.run("sync")
+    assert first.code != 0
+    said = first.out + first.err
+    assert "v1.2" in said and '"!v1.2"' in said and "separator" in said, said
+    assert acct.local_messages() == {lf(msg(1)): ""}
+    courier.append(user, "INBOX", msg(3))
+    second = acct.sync()
+    assert lf(msg(3)) in acct.local_messages()
+    assert not any(n.startswith("INBOX.v1") for n in courier.folders(user))
+    acct.folders = ["*", "!v1.2"]
+    assert acct.sync().code == 0
+    assert second.code == 0
+
+
+def test_an_account_synced_before_namespaces_keeps_its_folder_names(courier, tmp_path):
+    """Synced with the prefix in local names (as syncd did before, here by namespace: ""),
+    then upgraded: the old names stay, nothing is downloaded again or deleted."""
+    user = courier.add_user()
+    acct = CourierAccount(courier, user, tmp_path)
+    courier.append(user, "INBOX", msg(1))
+    courier.append(user, "INBOX.Archive", msg(2))
+    acct.extra = ""
+    plain = acct.write_config
+    old_style = '      namespace: ""\n      folders:'
+
+    def write_old() -> Path:
+        path = plain()
+        path.write_text(path.read_text().replace("      folders:", old_style))
+        return path
+
+    acct.write_config = write_old  # type: ignore[method-assign]
+    acct.sync()
+    assert acct.local_messages("INBOX/Archive") == {lf(msg(2)): ""}
+    acct.write_config = plain  # type: ignore[method-assign]
+    r = acct.sync()
+    assert "downloaded" not in r.out and "deleted" not in r.out, r.out
+    assert acct.local_messages("INBOX/Archive") == {lf(msg(2)): ""}
+    assert not (acct.maildir / "Archive").exists()
+    courier.append(user, "INBOX.Archive", msg(3))
+    acct.sync()
+    assert set(acct.local_messages("INBOX/Archive")) == {lf(msg(2)), lf(msg(3))}
+    assert courier.folders(user) == {"INBOX", "INBOX.Archive"}

@@ -22,6 +22,9 @@ initialization error`` before ``* PREAUTH`` and IDLE falls back to Courier's pol
 ``start()`` runs the unpacked ``gam_server --notimeout ID`` as its own child, on the abstract
 socket ``@/tmp/fam-USER-ID`` that every imapd with ``GAM_CLIENT_ID=ID`` finds; ``stop()``
 ends it. ``gamin=False`` leaves it out, which is how the greeting's ALERT line is tested.
+With gamin the fixture sets ``IMAP_ENHANCEDIDLE=1`` (Debian ships 0): Courier's documented
+switch for real-time IDLE through FAM. With 0, IDLE only re-reads the folder every
+``IMAP_IDLE_TIMEOUT`` (60) seconds, gam_server or not.
 
 Courier's personal namespace is ``INBOX.`` with "." as separator: ``INBOX.Lists.python`` is
 the Maildir++ folder ``<maildir>/.Lists.python``. It has no CONDSTORE, QRESYNC or MOVE.
@@ -215,7 +218,7 @@ class Courier:
             "IMAP_ACL": "1",
             "IMAP_IDLE_TIMEOUT": "60",
             "IMAP_USELOCKS": "1",
-            "IMAP_ENHANCEDIDLE": "0",
+            "IMAP_ENHANCEDIDLE": "1" if self.gamin else "0",
             "IMAP_UMASK": "022",
             "IMAP_MAILBOX_SANITY_CHECK": "0",
             "HOME": str(maildir.parent),
@@ -296,6 +299,17 @@ class Courier:
             if folder.upper() != "INBOX" and not c.folder_exists(folder):
                 c.create_folder(folder)
             c.append(folder, raw, flags=tuple(flags))
+
+    def deliver(self, user: CourierUser, raw: bytes, folder: str = "INBOX") -> Path:
+        """Deliver as a mail delivery agent does (maildrop, courier-local): write into the
+        Maildir's tmp/, then rename into new/."""
+        box = user.maildir if folder.upper() == "INBOX" else user.maildir / ("." + folder[6:])
+        name = f"{time.time_ns()}.P{os.getpid()}Q{next(_users)}.syncd-test"
+        tmp = box / "tmp" / name
+        tmp.write_bytes(raw.replace(b"\r\n", b"\n"))
+        final = box / "new" / name
+        tmp.rename(final)
+        return final
 
     def folders(self, user: CourierUser) -> set[str]:
         with self.imap(user) as c:

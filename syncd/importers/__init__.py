@@ -121,6 +121,9 @@ class ServerDraft:
     idle: list[str] | None = None
     keep_server_names: bool = False
     """Write ``special_folders: false`` (imap only)."""
+    namespace: str | None = None
+    """The server's personal namespace prefix (imap only; ``""``: none)."""
+    separator: str | None = None
     sent_folder: str | None = None
     comments: dict[str, str] = field(default_factory=dict)
     """Key -> comment written after its value."""
@@ -158,6 +161,8 @@ _SERVER_ORDER: Final = (
     "ca_file",
     "fingerprint",
     "timeout",
+    "namespace",
+    "separator",
     "folders",
     "idle",
     "sent_folder",

@@ -119,8 +119,6 @@ _REASONS: Final = {
     "(store the password with `syncd password set ACCOUNT imap`)",
     "usercmd": "syncd needs the user name itself; put it in username",
     "requirecram": "syncd logs in with LOGIN/PLAIN inside TLS (or OAuth2); it has no CRAM-MD5",
-    "usenamespace": "syncd uses the folder names the server's LIST gives",
-    "pathdelimiter": "syncd takes the hierarchy delimiter from the server",
     "subscribedonly": "syncd syncs every folder its folders: patterns select, subscribed or not",
     "mapinbox": "syncd has no INBOX alias; INBOX is synced as INBOX",
     "trash": "syncd keeps no trash folder of its own: a message deleted on one side is "
@@ -327,6 +325,8 @@ class _ImapStore:
     head: Directive
     server: _Server
     path: Directive | None = None
+    delimiter: Directive | None = None
+    use_namespace: Directive | None = None
     others: list[Directive] = field(default_factory=list)
 
 
@@ -371,6 +371,8 @@ class _Placement:
     """(comparable root, root as written, layout), best first."""
     folders: list[str]
     issues: list[Issue] = field(default_factory=list)
+    namespace: str | None = None
+    """syncd's ``namespace:`` (from Path and the far side's mailbox prefix), None: NAMESPACE."""
 
 
 @dataclass(slots=True)
@@ -381,6 +383,7 @@ class _Group:
     channels: list[_Channel]
     maildir: _MaildirStore
     issues: list[Issue] = field(default_factory=list)
+    namespace: str | None = None
 
 
 class _Translator:
@@ -481,6 +484,10 @@ class _Translator:
         for directive in store_lines:
             if directive.name == "path":
                 store.path = directive
+            elif directive.name == "pathdelimiter":
+                store.delimiter = directive
+            elif directive.name == "usenamespace":
+                store.use_namespace = directive
             else:
                 store.others.append(directive)
                 self.report_option(directive)
@@ -592,13 +599,8 @@ class _Translator:
         maildir: _MaildirStore,
         local: _Side,
     ) -> _Placement | None:
-        if remote.box or store.path is not None:
-            where = remote.line if remote.box else store.path
-            self.report(
-                where,
-                "syncd cannot sync only the folders under a server prefix (and strip it); "
-                f"channel {chan.name} skipped",
-            )
+        namespace = self.namespace(chan, store, remote.box or "", remote.line)
+        if isinstance(namespace, _Skip):
             return None
         folders, pattern_issues = translate_patterns(chan.patterns)
         issues = list(pattern_issues)
@@ -613,7 +615,13 @@ class _Translator:
                 return None
             comparable, written = self.root_text(maildir.inbox)
             return _Placement(
-                chan, store, maildir, [(comparable, written, "maildir++")], folders, issues
+                chan,
+                store,
+                maildir,
+                [(comparable, written, "maildir++")],
+                folders,
+                issues,
+                namespace,
             )
         prefix = (maildir.path or "") + (local.box or "")
         if not maildir.path and not local.box:
@@ -676,7 +684,7 @@ class _Translator:
                     )
                 )
         return _Placement(
-            chan, store, maildir, [(comparable, written, "verbatim")], folders, issues
+            chan, store, maildir, [(comparable, written, "verbatim")], folders, issues, namespace
         )
 
     def place_single(
@@ -691,11 +699,8 @@ class _Translator:
         is_inbox = folder.upper() == "INBOX"
         if is_inbox:
             folder = "INBOX"
-        if store.path is not None and not is_inbox:
-            self.report(
-                store.path,
-                f"syncd cannot sync a folder under a server prefix; channel {chan.name} skipped",
-            )
+        namespace = self.namespace(chan, store, "", remote.line)
+        if isinstance(namespace, _Skip):
             return None
         box = local.box or "INBOX"
         if box.upper() == "INBOX":
@@ -731,7 +736,30 @@ class _Translator:
                 "directory. Skipped (rename the directory, or sync it into a new one)",
             )
             return None
-        return _Placement(chan, store, maildir, candidates, [folder])
+        return _Placement(chan, store, maildir, candidates, [folder], namespace=namespace)
+
+    def namespace(
+        self, chan: _Channel, store: _ImapStore, box: str, line: Directive
+    ) -> str | _Skip | None:
+        """syncd's ``namespace:`` for a channel: the store's Path followed by the far
+        side's mailbox prefix (what mbsync puts before every folder name and leaves out
+        locally), "" for ``UseNamespace no``, None to ask the server (mbsync's default)."""
+        path = store.path.value if store.path is not None else ""
+        prefix = path + box
+        if not prefix:
+            off = store.use_namespace
+            if off is not None and off.value.lower() in ("no", "false", "off", "0"):
+                return ""
+            return None
+        if prefix[-1].isalnum():
+            self.report(
+                store.path if store.path is not None and not box else line,
+                f"mbsync puts the folders at {prefix}NAME; syncd needs the prefix to end with "
+                "the server's hierarchy separator (like INBOX. or INBOX/). "
+                f"Channel {chan.name} skipped",
+            )
+            return _SKIP
+        return prefix
 
     # -- accounts --
 
@@ -739,7 +767,7 @@ class _Translator:
         groups: list[_Group] = []
         for placement in placements:
             for group in groups:
-                if group.store is not placement.store:
+                if group.store is not placement.store or group.namespace != placement.namespace:
                     continue
                 common = [c for c in group.candidates if c in placement.candidates]
                 if common:
@@ -757,6 +785,7 @@ class _Translator:
                         [placement.channel],
                         placement.maildir,
                         list(placement.issues),
+                        placement.namespace,
                     )
                 )
         return groups
@@ -1004,6 +1033,18 @@ class _Translator:
                 imap.explain(field_name, comment.replace("ACCOUNT", name))
             imap.folders = list(group.folders)
             imap.keep_server_names = True
+            if group.namespace is not None:
+                imap.namespace = group.namespace
+                imap.explain(
+                    "namespace",
+                    "mbsync's Path and far-side prefix: left out of local folder names"
+                    if group.namespace
+                    else "UseNamespace no: folder names as the server lists them",
+                )
+            delimiter = group.store.delimiter
+            if delimiter is not None:
+                imap.separator = delimiter.value
+                imap.explain("separator", "mbsync's PathDelimiter")
             if is_gmail(imap.host) and folder_selected(GMAIL_ALL_MAIL, imap.folders):
                 imap.folders.append("!" + GMAIL_ALL_MAIL)
                 imap.explain(
@@ -1042,6 +1083,13 @@ class _Translator:
                     IssueKind.NOTE,
                 )
         return out
+
+
+class _Skip:
+    """The channel cannot be expressed; it was reported."""
+
+
+_SKIP: Final = _Skip()
 
 
 def _best(candidates: Sequence[tuple[str, str, str]]) -> tuple[str, str, str]:

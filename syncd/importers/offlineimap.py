@@ -34,6 +34,7 @@ import configparser
 import re
 import shlex
 import string
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
@@ -111,7 +112,6 @@ _REMOTE_REASONS: Final = {
     "sslclientcert": "syncd does not log in with a client certificate",
     "sslclientkey": "syncd does not log in with a client certificate",
     "remote_identity": "syncd has no proxy authorization (authzid)",
-    "reference": "syncd cannot sync only the folders under a server prefix",
     "decodefoldernames": _NOT_NEEDED + "syncd always decodes folder names (UTF-8 on disk)",
     "usecompression": "syncd does not use COMPRESS",
     "maxconnections": _NOT_NEEDED + "syncd uses one connection per account, plus one per "
@@ -170,9 +170,11 @@ _HANDLED_REMOTE: Final = frozenset(
         "folderfilter",
         "idlefolders",
         "sep",
+        "nametrans",
+        "reference",
     }
 )
-_HANDLED_LOCAL: Final = frozenset({"type", "localfolders", "sep"})
+_HANDLED_LOCAL: Final = frozenset({"type", "localfolders", "sep", "nametrans"})
 _HANDLED_ACCOUNT: Final = frozenset({"localrepository", "remoterepository"})
 _SHELL_FUNCS: Final = frozenset({"check_output", "getoutput", "run", "popen", "getstatusoutput"})
 _STRIP_METHODS: Final = frozenset({"strip", "rstrip", "lstrip", "decode"})
@@ -521,6 +523,94 @@ def _literal(name: str) -> bool:
     return "*" not in name and "?" not in name
 
 
+_REGEX_META: Final = frozenset("^$*+?{}[]()|\\")
+
+
+def _literal_regex(text: str) -> str | None:
+    """The text a regex without operators matches ("INBOX\\." -> "INBOX."), else None.
+    An unescaped "." is read as itself, as people mean it in a folder prefix."""
+    out: list[str] = []
+    chars = iter(text)
+    for c in chars:
+        if c == "\\":
+            nxt = next(chars, "")
+            if not nxt or nxt.isalnum():
+                return None
+            out.append(nxt)
+        elif c in _REGEX_META:
+            return None
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _str_arg(node: ast.expr) -> str | None:
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def _parse_quietly(expr: str) -> ast.expr | None:
+    # '^INBOX\.' in a plain string is an invalid escape, which Python only warns about
+    # (and keeps the backslash): the usual way nametrans is written.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return ast.parse(expr.strip(), mode="eval").body
+        except (SyntaxError, ValueError):
+            return None
+
+
+def translate_nametrans_prefix(expr: str) -> str | None:
+    """The prefix a remote ``nametrans`` strips, if it does only that: ``lambda f:
+    re.sub('^INBOX\\.', '', f)`` or ``f.removeprefix('INBOX.')``; None otherwise."""
+    node = _parse_quietly(expr)
+    if not isinstance(node, ast.Lambda) or len(node.args.args) != 1:
+        return None
+    var = node.args.args[0].arg
+    call = node.body
+    if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Attribute) or call.keywords:
+        return None
+    func, args = call.func, call.args
+    is_var = [isinstance(a, ast.Name) and a.id == var for a in args]
+    if (
+        func.attr == "sub"
+        and isinstance(func.value, ast.Name)
+        and func.value.id == "re"
+        and len(args) == 3
+        and is_var[2]
+        and _str_arg(args[1]) == ""
+    ):
+        pattern = _str_arg(args[0])
+        if pattern is None or not pattern.startswith("^"):
+            return None
+        prefix = _literal_regex(pattern[1:])
+        return prefix or None
+    if (
+        func.attr == "removeprefix"
+        and isinstance(func.value, ast.Name)
+        and func.value.id == var
+        and len(args) == 1
+    ):
+        return _str_arg(args[0]) or None
+    return None
+
+
+def translate_nametrans_add(expr: str) -> str | None:
+    """The prefix a local ``nametrans`` puts back, if it does only that: ``lambda f:
+    'INBOX.' + f``; None otherwise."""
+    node = _parse_quietly(expr)
+    if not isinstance(node, ast.Lambda) or len(node.args.args) != 1:
+        return None
+    body = node.body
+    if (
+        isinstance(body, ast.BinOp)
+        and isinstance(body.op, ast.Add)
+        and isinstance(body.right, ast.Name)
+        and body.right.id == node.args.args[0].arg
+    ):
+        return _str_arg(body.left) or None
+    return None
+
+
 def translate_folderfilter(expr: str) -> list[str] | None:
     """A ``folderfilter`` lambda as syncd ``folders:`` patterns; None if not plain."""
     try:
@@ -716,6 +806,18 @@ class _Translator:
             self.report(section, None, "localfolders is missing; account skipped")
             return None
         self.leftovers(section, _HANDLED_LOCAL, _LOCAL_REASONS)
+        local_trans = self.get(section, "nametrans")
+        if local_trans is not None:
+            if translate_nametrans_add(local_trans) is not None:
+                self.report(
+                    section,
+                    "nametrans",
+                    _NOT_NEEDED + "syncd puts the server's namespace prefix back by itself "
+                    "(namespace: in the imap section)",
+                    IssueKind.NOTE,
+                )
+            else:
+                self.report(section, "nametrans", _LOCAL_REASONS["nametrans"])
         root = tidy_path(folders.strip(), self.home, self.cwd)
         sep = (self.get(section, "sep") or ".").strip()
         if sep == "/":
@@ -788,7 +890,30 @@ class _Translator:
         self.user(section, draft)
         self.password(section, draft)
         self.folders(section, draft, gmail)
+        self.namespace(section, draft)
         return draft
+
+    def namespace(self, section: str, draft: ServerDraft) -> None:
+        """``namespace:`` from a ``nametrans`` that strips a prefix; otherwise ``""``, as
+        OfflineIMAP names local folders with the server's full names (INBOX.Archive)."""
+        trans = self.get(section, "nametrans")
+        reference = (self.get(section, "reference") or "").strip().strip("\"'")
+        prefix = translate_nametrans_prefix(trans) if trans is not None else None
+        if trans is not None and prefix is None:
+            self.report(section, "nametrans", _REMOTE_REASONS["nametrans"])
+        if prefix is not None:
+            draft.namespace = prefix
+            draft.explain("namespace", "nametrans stripped it: left out of local folder names")
+        else:
+            draft.namespace = ""
+            draft.explain("namespace", "OfflineIMAP kept the server's full folder names")
+        if reference and reference not in (prefix, (prefix or "")[:-1]):
+            self.report(
+                section,
+                "reference",
+                f"syncd lists every folder, not only those under {reference}; write the "
+                "wanted ones in folders: (with '/' between levels)",
+            )
 
     def value_or_eval(self, section: str, key: str) -> str | None:
         value = self.get(section, key)

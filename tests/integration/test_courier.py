@@ -257,3 +257,21 @@ def test_an_account_synced_before_namespaces_keeps_its_folder_names(courier, tmp
     acct.sync()
     assert set(acct.local_messages("INBOX/Archive")) == {lf(msg(2)), lf(msg(3))}
     assert courier.folders(user) == {"INBOX", "INBOX.Archive"}
+
+    # Switching to the new names, as the README says: namespace: "INBOX." explicitly.
+    def write_new() -> Path:
+        path = plain()
+        path.write_text(
+            path.read_text().replace("      folders:", '      namespace: "INBOX."\n      folders:')
+        )
+        return path
+
+    acct.write_config = write_new  # type: ignore[method-assign]
+    r = acct.sync()
+    assert set(acct.local_messages("Archive")) == {lf(msg(2)), lf(msg(3))}, r.out + r.err
+    assert not (acct.maildir / "INBOX" / "Archive").exists(), r.out + r.err
+    assert courier.folders(user) == {"INBOX", "INBOX.Archive"}
+    assert len(acct.remote_messages("INBOX.Archive")) == 2
+    assert acct.local_messages() == {lf(msg(1)): ""}
+    again = acct.sync()
+    assert again.out.strip() == "", again.out

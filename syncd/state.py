@@ -143,8 +143,12 @@ class State:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
+            if not path.exists():
+                # Created 0600 by us, never opened here again: closing any descriptor of
+                # a database file drops the POSIX locks that other connections of this
+                # process hold on it (the daemon has one per thread).
+                with contextlib.suppress(FileExistsError):
+                    os.close(os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             _enable_wal(self._db)
             self._db.execute("PRAGMA synchronous=NORMAL")
@@ -271,6 +275,21 @@ class State:
             )
             for r in rows
         }
+
+    def pairs_with_fps(self, fps: Iterable[Fingerprint]) -> dict[Fingerprint, set[tuple[str, Uid]]]:
+        """(folder, UID) of every pair whose message has one of these fingerprints."""
+        out: dict[Fingerprint, set[tuple[str, Uid]]] = {}
+        wanted = sorted(set(fps))
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT fp, folder, uid FROM pairs WHERE fp IN ({marks})",  # noqa: S608 - only placeholders
+                chunk,
+            )
+            for fp, folder, uid in rows:
+                out.setdefault(Fingerprint(fp), set()).add((str(folder), Uid(uid)))
+        return out
 
     def count_pairs(self, folder: str) -> int:
         row = self._db.execute("SELECT count(*) FROM pairs WHERE folder = ?", (folder,))

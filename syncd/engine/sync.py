@@ -587,6 +587,16 @@ class AccountSync:
         return snap
 
     def _plan(self, snaps: dict[str, _Snap]) -> None:
+        # Messages restored because their other side changed may live on in a folder not
+        # synced this time (the daemon syncs the folders it heard of): ask the state.
+        restored = {
+            s.base[a.replaces].fp
+            for s in snaps.values()
+            for a in s.plan.actions
+            if isinstance(a, Copy) and a.replaces is not None and a.replaces in s.base
+        }
+        restored.discard(None)
+        elsewhere = self.state.pairs_with_fps(fp for fp in restored if fp is not None)
         account_plan = plan_moves(
             {n: s.plan for n, s in snaps.items()},
             {n: s.base for n, s in snaps.items()},
@@ -594,6 +604,7 @@ class AccountSync:
             remote_fps={n: s.remote_fps for n, s in snaps.items()},
             policy=self.policy,
             sizes={n: s.sizes_count for n, s in snaps.items()},
+            elsewhere=elsewhere,
         )
         for name, plan in account_plan.folders.items():
             snaps[name].plan = plan

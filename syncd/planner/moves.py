@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from syncd.model import Fingerprint, LocalKey, Pair, Policy, Side, Uid
 from syncd.planner.actions import AccountPlan, Action, Copy, Delete, Forget, Move, Plan
@@ -17,6 +17,7 @@ def plan_moves(
     remote_fps: Mapping[str, Mapping[Uid, Fingerprint]] | None = None,
     policy: Policy | None = None,
     sizes: Mapping[str, tuple[int, int]] | None = None,
+    elsewhere: Mapping[Fingerprint, Collection[tuple[str, Uid]]] | None = None,
 ) -> AccountPlan:
     """Turn "delete in folder A" + "copy the same message into folder B" into a move.
 
@@ -34,6 +35,8 @@ def plan_moves(
     syncd's folder-by-folder listing, or mutt's save whose copy was synced before the
     original was deleted), and bringing it back would leave it twice. It is deleted
     instead; the change made to that copy is dropped, the message lives on in the other.
+    ``elsewhere`` adds pairs of folders not in ``plans`` (the daemon syncs a few folders at
+    a time): fingerprint -> (folder, UID) of the pairs the state holds with it.
     """
     local_fps = local_fps or {}
     remote_fps = remote_fps or {}
@@ -108,7 +111,13 @@ def plan_moves(
             for done in undo:
                 new_plans[src].remove(done)
 
-    _drop_restores_of_moved(new_plans, bases, gone)
+    moved_fps = {
+        pair.fp
+        for index in gone.values()
+        for src, pair, _ in index.values()
+        if pair.fp is not None and (src, pair.uid) in used
+    }
+    _drop_restores_of_moved(new_plans, bases, gone, moved_fps, elsewhere or {})
     folders = {f: Plan(tuple(new_plans[f]), p.notes, p.refused) for f, p in plans.items()}
     if policy is not None and sizes is not None:
         # The mass-deletion guard runs after moves are taken out, so archiving most of a
@@ -123,9 +132,15 @@ def _drop_restores_of_moved(
     plans: dict[str, list[Action]],
     bases: Mapping[str, Mapping[Uid, Pair]],
     gone: Mapping[Side, Mapping[str, tuple[str, Pair, tuple[Action, ...]]]],
+    moved_fps: set[Fingerprint],
+    elsewhere: Mapping[Fingerprint, Collection[tuple[str, Uid]]],
 ) -> None:
     vanishing = {(f, pair.uid) for index in gone.values() for f, pair, _ in index.values()}
     kept: dict[Fingerprint, set[tuple[str, Uid]]] = {}
+    for fp, where in elsewhere.items():
+        kept[fp] = {(f, uid) for f, uid in where if f not in bases}
+    for fp in moved_fps:  # a message moved in this plan lives on in its new folder
+        kept.setdefault(fp, set()).add(("", Uid(0)))
     for folder, base in bases.items():
         for pair in base.values():
             if pair.fp is not None and (folder, pair.uid) not in vanishing:

@@ -68,7 +68,13 @@ def _local(account: Account) -> dict[str, list[tuple[str, str]]]:
     return out
 
 
-_LETTERS = {b"\\Draft": "D", b"\\Flagged": "F", b"\\Answered": "R", b"\\Seen": "S"}
+_LETTERS = {
+    b"\\Draft": "D",
+    b"\\Flagged": "F",
+    b"\\Answered": "R",
+    b"\\Seen": "S",
+    b"\\Deleted": "T",
+}
 
 
 def _remote(account: Account) -> dict[str, list[tuple[str, int, str]]]:

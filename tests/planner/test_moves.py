@@ -407,3 +407,40 @@ def test_restore_of_a_message_that_lives_on_in_another_folder_is_a_delete() -> N
     assert alone.plan().folders["INBOX"].actions == (
         Copy(Side.REMOTE, pair.uid, Flag.S | Flag.F, replaces=pair.uid),
     )
+
+
+def test_restore_of_a_message_living_on_in_a_folder_not_synced_now_is_a_delete() -> None:
+    """The daemon syncs only the folders it heard of: the state tells where else a
+    message is paired (``elsewhere``), and that counts like a folder in the plan."""
+    acct = _account(("INBOX", "x"))
+    inbox = acct.folder("INBOX")
+    [pair] = inbox.base.values()
+    del inbox.local[pair.key]
+    inbox.remote[pair.uid] = (Flag.S | Flag.F, "x")
+    plans = {"INBOX": inbox.plan()}
+    bases = {"INBOX": inbox.base}
+    assert plan_moves(plans, bases).folders["INBOX"].actions == (
+        Copy(Side.REMOTE, pair.uid, Flag.S | Flag.F, replaces=pair.uid),
+    )
+    elsewhere = {fp_of("x"): {("Archive", Uid(7)), ("INBOX", pair.uid)}}
+    assert plan_moves(plans, bases, elsewhere=elsewhere).folders["INBOX"].actions == (
+        Delete(Side.REMOTE, pair.uid),
+        Forget(pair.uid),
+    )
+
+
+def test_restore_of_a_message_moved_back_ends_with_one_copy() -> None:
+    """mutt saved x from INBOX to Archive (the copy was synced there), the server flagged
+    the original meanwhile, and notmuch moved the copy back into INBOX: one x in INBOX."""
+    acct = _account(("INBOX", "x"), ("Archive", "x"))
+    inbox, archive = acct.folder("INBOX"), acct.folder("Archive")
+    [original] = inbox.base.values()
+    del inbox.local[original.key]
+    inbox.remote[original.uid] = (Flag.S | Flag.F, "x")
+    [copy] = archive.base.values()
+    acct.user_moves("Archive", "INBOX", copy.key)
+
+    acct.apply(acct.plan())
+    _assert_synced_again(acct)
+    assert _contents(acct, Side.REMOTE) == {"INBOX": Counter(["x"])}
+    assert _contents(acct, Side.LOCAL) == {"INBOX": Counter(["x"])}

@@ -7,7 +7,6 @@ imported inside the commands that need them, so ``syncd --version`` and a mail r
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -15,12 +14,16 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TYPE_CHECKING
 
 from syncd import __version__
 
 if TYPE_CHECKING:
+    import argparse
+
     from syncd.config import AccountConfig, Config
+    from syncd.configfile import Routes
     from syncd.engine import SyncReport
 
 EXIT_OK = 0
@@ -29,14 +32,21 @@ EXIT_USAGE = 2
 EXIT_TEMPFAIL = 75
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        print(f"syncd: error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
+def _parser_class() -> type[argparse.ArgumentParser]:
+    # argparse is imported only here: `syncd sendmail` never needs it.
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            self.print_usage(sys.stderr)
+            print(f"syncd: error: {message}", file=sys.stderr)
+            raise SystemExit(EXIT_USAGE)
+
+    return _Parser
 
 
 def build_parser() -> argparse.ArgumentParser:
+    _Parser = _parser_class()
     common = _Parser(add_help=False)
     common.add_argument(
         "-c",
@@ -123,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     pws = pw_sub.add_parser("set", parents=[common], help="store a password in the keyring")
     pws.add_argument("account")
     pws.add_argument("role", nargs="?", choices=["imap", "pop3", "smtp"], default=None)
-    _add_migration_commands(sub, common)
+    _add_migration_commands(sub, common, _Parser)
     return p
 
 
@@ -503,13 +513,13 @@ addresses or username match -f/-r or the From header. Other sendmail options (-o
 _SENDMAIL_VALUE_OPTIONS = frozenset("abBcCdeFfhLMNoOpRrVX")
 
 
-def _parse_sendmail(argv: Sequence[str]) -> argparse.Namespace:
+def _parse_sendmail(argv: Sequence[str]) -> SimpleNamespace:
     """getopt-style, like sendmail itself: bundled letters, attached values, ``--``.
 
     Unknown letters are ignored, so whatever a mail reader passes cannot stop a message.
     ValueError for an option missing its value or a mode other than -bm.
     """
-    ns = argparse.Namespace(
+    ns = SimpleNamespace(
         config=None, account=None, extract=False, sender=None, verbose=0, quiet=False
     )
     ns.recipients = []
@@ -576,6 +586,27 @@ def _parse_sendmail(argv: Sequence[str]) -> argparse.Namespace:
     return ns
 
 
+def _sendmail_routes(ns: SimpleNamespace) -> Routes:
+    """The accounts as sendmail needs them: from the last call's notes when the config is
+    unchanged (no YAML, no config walker), else from a full load. ConfigError as the full
+    load gives it, also for an ``-a`` naming no account."""
+    from syncd import configfile
+
+    found = configfile.read(ns.config)
+    if found is not None:
+        routes = configfile.lookup(*found)
+        if routes is not None and (ns.account is None or routes.named(ns.account)):
+            return routes
+    from syncd.config import load_config
+
+    cfg = load_config(ns.config, text=found[1] if found is not None else None)
+    if ns.account is not None:
+        cfg.account(ns.account)  # the error that lists the accounts there are
+    if found is None:
+        return configfile.Routes.from_config(cfg)
+    return configfile.store(*found, cfg)
+
+
 def cmd_sendmail(argv: Sequence[str]) -> int:
     """``syncd sendmail``: queue stdin in the outbox. 0 when queued, 75 when not."""
     from syncd.log import setup_logging
@@ -595,7 +626,6 @@ def cmd_sendmail(argv: Sequence[str]) -> int:
 
     from email.utils import getaddresses
 
-    from syncd.config import load_config
     from syncd.drivers.outbox import Envelope, Malformed, Outbox, header_addresses
     from syncd.errors import SyncdError
 
@@ -611,23 +641,24 @@ def cmd_sendmail(argv: Sequence[str]) -> int:
     except Malformed as exc:
         from_header, header_rcpts, problem = [], [], str(exc)
     try:
-        cfg = load_config(ns.config)
-        if ns.account is not None:
-            acct = cfg.account(ns.account)
-        else:
-            sender = ns.sender or (from_header[0] if from_header else "")
-            found = cfg.account_for_sender(sender) if sender else None
-            if found is None and len(cfg.accounts) == 1:
-                found = cfg.accounts[0]
-            if found is None:
-                return refuse(
-                    f"no account sends as {sender or '(no From address)'}; name the account "
-                    "with -a ACCOUNT, or list the address under the account's from:"
-                )
-            acct = found
+        routes = _sendmail_routes(ns)
     except SyncdError as exc:
         return refuse(str(exc))
-    if acct.smtp is None:
+    if ns.account is not None:
+        acct = routes.named(ns.account)
+        assert acct is not None  # _sendmail_routes raised the config's error otherwise
+    else:
+        sender = ns.sender or (from_header[0] if from_header else "")
+        found = routes.for_sender(sender) if sender else None
+        if found is None and len(routes.accounts) == 1:
+            found = routes.accounts[0]
+        if found is None:
+            return refuse(
+                f"no account sends as {sender or '(no From address)'}; name the account "
+                "with -a ACCOUNT, or list the address under the account's from:"
+            )
+        acct = found
+    if not acct.sends:
         return refuse(f"account {acct.name} has no smtp: section, so it cannot send")
 
     for word in [*ns.recipients, ns.sender or ""]:
@@ -711,7 +742,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             info["outbox"] = _outbox_info(acct, cfg.state_dir)
         accounts[acct.name] = info
     out["accounts"] = accounts
-    from syncd.daemon.supervisor import read_status_file
+    from syncd.daemon.status import read_status_file
 
     live = read_status_file(cfg.state_dir)
     out["daemon"] = live
@@ -931,7 +962,11 @@ _IMPORT_SOURCES = (
 )
 
 
-def _add_migration_commands(sub: argparse._SubParsersAction[_Parser], common: _Parser) -> None:
+def _add_migration_commands(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: argparse.ArgumentParser,
+    _Parser: type[argparse.ArgumentParser],
+) -> None:
     imp = sub.add_parser(
         "import", help="turn an mbsync, OfflineIMAP or msmtp config into a syncd config"
     )

@@ -41,6 +41,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from syncd.configfile import default_config_path, sender_key
 from syncd.errors import ConfigError
 from syncd.model import Policy
 
@@ -224,7 +225,7 @@ class Config:
         ``from:`` addresses are tried first across all accounts, then the smtp and imap user
         names that look like addresses.
         """
-        wanted = parseaddr(address)[1].casefold() or address.strip().casefold()
+        wanted = sender_key(address)
         for account in self.accounts:
             if any(a.casefold() == wanted for a in account.addresses):
                 return account
@@ -235,28 +236,22 @@ class Config:
         return None
 
 
-def default_config_path() -> Path:
-    """``$SYNCD_CONFIG``, else ``$XDG_CONFIG_HOME/syncd/config.yaml``, else ``~/.config/...``."""
-    explicit = os.environ.get("SYNCD_CONFIG")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CONFIG_HOME")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".config"
-    return base / "syncd" / "config.yaml"
-
-
 def _default_state_dir() -> Path:
     xdg = os.environ.get("XDG_STATE_HOME")
     base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
     return base / "syncd"
 
 
-def load_config(path: Path | None = None) -> Config:
-    """Read and check the config file at ``path`` (default: :func:`default_config_path`)."""
+def load_config(path: Path | None = None, *, text: str | None = None) -> Config:
+    """Read and check the config file at ``path`` (default: :func:`default_config_path`).
+
+    ``text``: the file's content, when the caller has read it already.
+    """
     if path is None:
         path = default_config_path()
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        if text is None:
+            text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(
             f"no config file at {path}. Create one there (config.example.yaml in the syncd "

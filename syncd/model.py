@@ -7,7 +7,6 @@ Everything here is frozen and free of I/O. Flags are always the Maildir letters
 from __future__ import annotations
 
 import enum
-import hashlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import NewType
@@ -121,6 +120,8 @@ def fingerprint(raw: bytes) -> Fingerprint:
     header = header.rstrip(b"\n")
     if b"x-tuid:" in header.lower():
         header = _without_tool_fields(header)
+    import hashlib  # here: loading OpenSSL costs `syncd sendmail` milliseconds at start
+
     return Fingerprint(hashlib.sha256(header).hexdigest()[:32])
 
 

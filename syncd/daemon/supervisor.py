@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from syncd.daemon.idle import AUTH_BACKOFF, IdleWatcher, backoff
 from syncd.daemon.notify import Notifier
+from syncd.daemon.status import write_status_file
 from syncd.daemon.watch import OUTBOX, Watcher
 from syncd.errors import (
     AuthError,
@@ -35,9 +36,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STATUS_FILE = "daemon.json"
 DEBOUNCE = 0.25
-"""Wait this long after a local change for more (mutt renames hundreds of files at once)..."""
+"""Wait this long after a local change for more (mutt renames hundreds of files at once)...
+
+Only local changes wait: a change the server reports is synced at once, even while local
+changes are settling (the server has already grouped its changes: Dovecot, for one, reports
+them on IDLE half a second after the first)."""
 DEBOUNCE_MAX = 1.0
 """...but never longer than this after the first one."""
 NOOP_AFTER = 120.0
@@ -72,7 +76,12 @@ class AccountWorker(threading.Thread):
         self._all = True  # the first job is a full sync
         self._send = account.smtp is not None
         self._folders: set[str] = set()
+        """Folders with local changes, synced once ``_debounce_until`` has passed."""
+        self._urgent: set[str] = set()
+        """Folders the server reported changed: synced as soon as the worker is free."""
         self._not_before = 0.0
+        """No mail sync before this (a backoff after a failure)."""
+        self._debounce_until = 0.0
         self._send_not_before = 0.0
         self._send_due: float | None = None
         self._send_attempt = 0
@@ -102,14 +111,16 @@ class AccountWorker(threading.Thread):
                 self._all = True
             elif folder == OUTBOX:
                 self._send = True
-            else:
+            elif debounce:
                 self._folders.add(folder)
-            if debounce:
                 if self._first_request is None:
                     self._first_request = now
-                self._not_before = max(
-                    self._not_before, min(now + DEBOUNCE, self._first_request + DEBOUNCE_MAX)
+                self._debounce_until = max(
+                    self._debounce_until,
+                    min(now + DEBOUNCE, self._first_request + DEBOUNCE_MAX),
                 )
+            else:
+                self._urgent.add(folder)
             self._cond.notify()
 
     def kick(self) -> None:
@@ -209,14 +220,18 @@ class AccountWorker(threading.Thread):
                         self._send = self._send or self.account.smtp is not None
                     if self._send_due is not None and now >= self._send_due:
                         self._send, self._send_due = True, None
-                    mail_work = self._all or bool(self._folders)
-                    mail_ready = mail_work and now >= self._not_before
+                    urgent = self._all or bool(self._urgent)
+                    mail_work = urgent or bool(self._folders)
+                    mail_due = (
+                        self._not_before if urgent else max(self._not_before, self._debounce_until)
+                    )
+                    mail_ready = mail_work and now >= mail_due
                     send_ready = self._send and now >= self._send_not_before
                     if mail_ready or send_ready:
                         break
                     wake = self._next_poll
                     if mail_work:
-                        wake = min(wake, self._not_before)
+                        wake = min(wake, mail_due)
                     if self._send:
                         wake = min(wake, self._send_not_before)
                     if self._send_due is not None:
@@ -225,9 +240,17 @@ class AccountWorker(threading.Thread):
                 do_all = folders = None
                 kicks = self._kicks
                 if mail_ready:
-                    do_all, folders = self._all, set(self._folders)
-                    self._all, self._folders = False, set()
-                    self._first_request = None
+                    do_all = self._all
+                    if do_all or now >= self._debounce_until:
+                        folders = self._urgent | self._folders
+                        self._folders = set()
+                        self._first_request = None
+                    else:
+                        # Local changes still settling keep waiting (a burst of renames
+                        # stays one sync); the server's change goes now.
+                        folders = set(self._urgent)
+                        self._folders -= folders
+                    self._all, self._urgent = False, set()
                     if do_all:
                         self._next_poll = time.monotonic() + self._interval()
                 send = send_ready
@@ -717,38 +740,3 @@ class _Clock:
         jumped = abs(now - self._offset) > threshold
         self._offset = now
         return jumped
-
-
-def write_status_file(state_dir: Path, data: dict[str, Any]) -> None:
-    """Atomically replace the daemon's status file (read by ``syncd status``)."""
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = state_dir / STATUS_FILE
-    tmp = path.with_suffix(".tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        tmp.replace(path)
-    except OSError as exc:
-        log.warning("cannot write %s: %s", path, exc)
-
-
-def read_status_file(state_dir: Path) -> dict[str, Any] | None:
-    """The running daemon's status, or None when no daemon is running."""
-    path = state_dir / STATUS_FILE
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict) or not data.get("running"):
-        return None
-    pid = data.get("pid")
-    if not isinstance(pid, int):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        pass
-    return data

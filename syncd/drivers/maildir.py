@@ -40,7 +40,6 @@ import itertools
 import logging
 import os
 import shlex
-import socket
 import threading
 import time
 import uuid
@@ -49,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from syncd.drivers.files import fsync_dir, hostname
 from syncd.errors import FolderError, MessageError, StateError, StoreError
 from syncd.model import CHUNK_BYTES, Flag, LocalKey, remote_size, to_remote_bytes, to_remote_chunks
 
@@ -163,25 +163,11 @@ def _file_name(key: str, flags: Flag, extra: str, subdir: str) -> str:
     return f"{key}:2,{letters}"
 
 
-def hostname() -> str:
-    # The Maildir spec's escapes: "/" and ":" would break the path and the info separator.
-    return socket.gethostname().replace("/", "\\057").replace(":", "\\072")
-
-
 def unique_name(pid: int, host: str) -> str:
     """A Maildir file name no other delivery uses: time, microseconds, pid, counter, host."""
     now = time.time_ns()
     sec, rest = divmod(now, 1_000_000_000)
     return f"{sec}.M{rest // 1000}P{pid}Q{next(_counter)}.{host}"
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a directory's entries (a rename, a new file) durable."""
-    fd = os.open(path, _O_DIR)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:

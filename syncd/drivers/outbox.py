@@ -29,7 +29,6 @@ library and :mod:`syncd.errors`/:mod:`syncd.model`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
@@ -43,7 +42,7 @@ from email.header import decode_header, make_header
 from email.utils import formatdate, getaddresses
 from pathlib import Path
 
-from syncd.drivers.maildir import fsync_dir, hostname
+from syncd.drivers.files import fsync_dir, hostname
 from syncd.errors import MessageError, StoreError
 from syncd.model import to_local_bytes, to_remote_bytes
 
@@ -298,6 +297,8 @@ def prepare(raw: bytes, envelope: Envelope | None, *, key: str, queued_at: float
     if ids and ids[0].strip():
         message_id = ids[0].strip()
     else:
+        import hashlib  # not at start-up: `syncd sendmail` never gets here
+
         digest = hashlib.sha256(key.encode("utf-8", "surrogateescape")).hexdigest()[:32]
         message_id = f"<{digest}.syncd@{_domain(sender)}>"
         added.append(b"Message-ID: " + message_id.encode() + newline)

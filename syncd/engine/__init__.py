@@ -16,6 +16,19 @@ next run pairs by header fingerprint instead of copying again, or (b) pairs whos
 is already gone on both sides, which the next run forgets. Neither loses nor duplicates.
 """
 
-from syncd.engine.sync import FolderReport, SyncReport, sync_account
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from syncd.engine.sync import FolderReport, SyncReport, sync_account
 
 __all__ = ["FolderReport", "SyncReport", "sync_account"]
+
+
+def __getattr__(name: str) -> object:
+    # Loaded on first use: syncd.engine.sync imports the IMAP driver (imapclient, ssl),
+    # which `syncd status` and `syncd send` never need.
+    if name in __all__:
+        from syncd.engine import sync
+
+        return getattr(sync, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

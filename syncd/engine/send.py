@@ -66,7 +66,6 @@ from syncd.drivers.outbox import (
     prepare,
     readable,
 )
-from syncd.drivers.smtp import SmtpReply, SmtpSession, Submission
 from syncd.errors import MessageError, SyncdError, TransientError
 from syncd.planner.outbox import (
     Action,
@@ -82,6 +81,7 @@ from syncd.state import AccountLock, State
 
 if TYPE_CHECKING:
     from syncd.config import AccountConfig, Config, SmtpConfig
+    from syncd.drivers.smtp import SmtpReply, SmtpSession, Submission
     from syncd.model import Uid
 
 __all__ = ["OutboxItem", "OutboxStatus", "SendReport", "daemon_drain", "drain", "outbox_status"]
@@ -315,6 +315,8 @@ class _Drain:
 
     def _connect(self) -> SmtpSession:
         if self.session is None or not self.session.connected:
+            from syncd.drivers.smtp import SmtpSession  # not for `syncd status`
+
             session = SmtpSession(self.smtp, self.smtp_secret)
             session.connect()
             self.session = session

@@ -310,6 +310,69 @@ def test_sendmail_imports_little(box: Box) -> None:
     assert len(box.queued()) == 1
 
 
+def test_sendmail_reads_the_config_again_only_when_it_or_its_environment_changed(
+    tmp_path: Path,
+) -> None:
+    """A mail reader calls sendmail once per message: an unchanged config is not parsed
+    again (no YAML, no config walker, no argparse), yet an edit of the file or a change of
+    an environment variable it uses is seen by the very next call."""
+    config = tmp_path / "config.yaml"
+    base = f"""state_dir: {tmp_path}/state
+accounts:
+  acct:
+    maildir: ${{MAILROOT}}/Mail
+    from: [{ME}]
+    pop3:
+      host: 127.0.0.1
+      port: 1
+      tls: none
+      username: nobody
+      password_command: echo unused
+    smtp:
+      host: 127.0.0.1
+      port: 1
+      tls: none
+"""
+    config.write_text(base)
+    code = (
+        "import sys\n"
+        "from syncd import cli\n"
+        f"rc = cli.main(['sendmail', '-c', {str(config)!r}, 'x@example.net'])\n"
+        "heavy = sorted(m for m in ('yaml', 'syncd.config', 'argparse', 'imapclient', "
+        "'keyring', 'watchdog', 'dns', 'sqlite3', 'smtplib', 'syncd.drivers.maildir') "
+        "if m in sys.modules)\n"
+        "print(rc, heavy)\n"
+    )
+
+    def sendmail(root: Path) -> str:
+        env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache"), "MAILROOT": str(root)}
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            input=message(1),
+            capture_output=True,
+            cwd=REPO,
+            env=env,
+            timeout=30,
+        )
+        assert done.returncode == 0, done.stderr.decode()
+        return done.stdout.decode().strip()
+
+    def queued(outbox: Path) -> int:
+        new = outbox / "new"
+        return len(list(new.iterdir())) if new.is_dir() else 0
+
+    parsed, light = "0 ['syncd.config', 'yaml']", "0 []"
+    a, b, elsewhere = tmp_path / "a", tmp_path / "b", tmp_path / "elsewhere"
+    assert sendmail(a) == parsed
+    assert sendmail(a) == light
+    assert sendmail(b) == parsed  # $MAILROOT names another maildir now
+    assert (queued(a / "Mail" / ".outbox"), queued(b / "Mail" / ".outbox")) == (2, 1)
+    config.write_text(base + f"    outbox: {elsewhere}\n")
+    assert sendmail(b) == parsed
+    assert sendmail(b) == light
+    assert (queued(b / "Mail" / ".outbox"), queued(elsewhere)) == (1, 2)
+
+
 # -- sending -----------------------------------------------------------------------------------
 
 

@@ -1,7 +1,9 @@
-"""syncd against a real Courier-IMAP 5: personal namespace ``INBOX.``, separator ".".
+"""syncd against servers whose personal namespace is ``INBOX.`` with separator ".":
+Courier-IMAP 5 and Cyrus IMAP 3.6, both real and unpacked from Debian's packages.
 
-Each test runs over TCP (a loopback listener that starts one imapd per connection) and over
-``tunnel:`` (imapd on the tunnel's stdin/stdout); both greet with PREAUTH.
+The shared tests run on Courier over TCP (a loopback listener that starts one imapd per
+connection) and over ``tunnel:`` (imapd on the tunnel's stdin/stdout), both PREAUTH, and
+on Cyrus over TCP with a LOGIN.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import REPO, Account, msg
-from tests.servers import require_courier
+from tests.servers import require_courier, skip_or_fail
 from tests.servers.courier import Courier, CourierUser
+from tests.servers.cyrus import Cyrus, CyrusUser
+from tests.servers.cyrus import missing_packages as cyrus_missing
 
 pytestmark = [pytest.mark.courier]
 
@@ -44,16 +48,32 @@ def courier(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Courier]:
         yield server
 
 
+@pytest.fixture(scope="module")
+def cyrus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cyrus]:
+    reason = cyrus_missing()
+    if reason is not None:
+        skip_or_fail(reason)
+    with Cyrus(tmp_path_factory.mktemp("cyrus")) as server:
+        yield server
+
+
 @dataclass
 class CourierAccount(Account):
-    """An Account whose server is Courier: over TCP (PREAUTH) or through ``tunnel:``."""
+    """An Account on Courier (over TCP with PREAUTH, or through ``tunnel:``) or on Cyrus
+    (``transport="login"``: TCP with LOGIN)."""
 
     transport: str = "tcp"
 
     def write_config(self) -> Path:
         user: CourierUser = self.user  # type: ignore[assignment]
         folders = ", ".join(f'"{f}"' for f in self.folders)
-        if self.transport == "tunnel":
+        if self.transport == "login":
+            cyrus_user: CyrusUser = self.user  # type: ignore[assignment]
+            where = (
+                f"host: 127.0.0.1\n      port: {cyrus_user.port}\n      tls: none\n"
+                f"      username: {cyrus_user.name}\n      password_command: echo any"
+            )
+        elif self.transport == "tunnel":
             where = f"tunnel: {user.command}"
         else:
             # PREAUTH: syncd never asks for the secret; the config still names one.
@@ -78,9 +98,15 @@ accounts:
         return self.server.messages(self.user, folder)  # type: ignore[attr-defined,no-any-return]
 
 
-@pytest.fixture(params=["tcp", "tunnel"])
-def acct(request, courier: Courier, tmp_path: Path) -> CourierAccount:
-    return CourierAccount(courier, courier.add_user(), tmp_path, transport=request.param)
+@pytest.fixture(params=["courier-tcp", "courier-tunnel", "cyrus"])
+def acct(request, tmp_path: Path) -> CourierAccount:
+    """A fresh user on a server with the ``INBOX.`` namespace, and its syncd account."""
+    if request.param == "cyrus":
+        server = request.getfixturevalue("cyrus")
+        return CourierAccount(server, server.add_user(), tmp_path, transport="login")
+    server = request.getfixturevalue("courier")
+    transport = request.param.removeprefix("courier-")
+    return CourierAccount(server, server.add_user(), tmp_path, transport=transport)
 
 
 def local_folders(acct: Account) -> set[str]:
@@ -90,12 +116,13 @@ def local_folders(acct: Account) -> set[str]:
     }
 
 
-def test_layout_leaves_out_the_namespace_and_new_folders_reach_the_server(acct, courier):
+def test_layout_leaves_out_the_namespace_and_new_folders_reach_the_server(acct):
+    server = acct.server
     user = acct.user
-    courier.append(user, "INBOX", msg(1))
-    courier.append(user, "INBOX.Archive", msg(2), flags=[b"\\Seen"])
-    courier.create_folder(user, "INBOX.Lists")
-    courier.append(user, "INBOX.Lists.python", msg(3), flags=[b"\\Flagged"])
+    server.append(user, "INBOX", msg(1))
+    server.append(user, "INBOX.Archive", msg(2), flags=[b"\\Seen"])
+    server.create_folder(user, "INBOX.Lists")
+    server.append(user, "INBOX.Lists.python", msg(3), flags=[b"\\Flagged"])
     r = acct.sync()
     assert "3 downloaded" in r.out or r.out.count("1 downloaded") == 3, r.out
     assert local_folders(acct) >= {"INBOX", "Archive", "Lists/python"}
@@ -110,7 +137,7 @@ def test_layout_leaves_out_the_namespace_and_new_folders_reach_the_server(acct, 
     (projects / "cur" / "1.M1.h:2,S").write_bytes(lf(msg(4)))
     r = acct.sync()
     assert "error" not in (r.out + r.err).lower(), r.out + r.err
-    assert "INBOX.Projects" in courier.folders(user)
+    assert "INBOX.Projects" in server.folders(user)
     assert [(lf(raw), f) for raw, f in acct.remote_messages("INBOX.Projects").values()] == [
         (lf(msg(4)), {b"\\Seen"})
     ]
@@ -119,18 +146,19 @@ def test_layout_leaves_out_the_namespace_and_new_folders_reach_the_server(acct, 
     assert acct.run("check").code == 0
 
 
-def test_flags_and_deletions_both_ways(acct, courier):
+def test_flags_and_deletions_both_ways(acct):
+    server = acct.server
     user = acct.user
-    courier.append(user, "INBOX.Archive", msg(1))
-    courier.append(user, "INBOX.Archive", msg(2))
-    courier.append(user, "INBOX.Archive", msg(3))
+    server.append(user, "INBOX.Archive", msg(1))
+    server.append(user, "INBOX.Archive", msg(2))
+    server.append(user, "INBOX.Archive", msg(3))
     acct.sync()
     assert len(acct.local_messages("Archive")) == 3
     uids = {lf(raw): uid for uid, (raw, _) in acct.remote_messages("INBOX.Archive").items()}
 
     # Server -> local: \Flagged on 1, and 2 expunged.
-    courier.set_flags(user, "INBOX.Archive", uids[lf(msg(1))], [b"\\Flagged"])
-    courier.delete(user, "INBOX.Archive", uids[lf(msg(2))])
+    server.set_flags(user, "INBOX.Archive", uids[lf(msg(1))], [b"\\Flagged"])
+    server.delete(user, "INBOX.Archive", uids[lf(msg(2))])
     # Local -> server: 3 read.
     (f3,) = (p for p in acct.local_files("Archive") if p.read_bytes() == lf(msg(3)))
     f3.rename(f3.parent.parent / "cur" / (f3.name.split(":2,")[0] + ":2,S"))

@@ -687,7 +687,22 @@ class ImapSession:
         ]
         for text in self.strategy.fallbacks(self.cfg.poll_interval):
             lines.append(f"fallback: {text}")
+        lines.append(self._describe_names())
         return lines
+
+    def _describe_names(self) -> str:
+        names = self.names
+        where = {"config": "from the config", "NAMESPACE": "from NAMESPACE"}.get(
+            self.namespace_from, "the server offers no NAMESPACE"
+        )
+        if not names.prefix:
+            return f"folders: no namespace prefix ({where}), separator {names.sep!r}"
+        example = names.to_server("Lists/python")
+        return (
+            f"folders: namespace {names.prefix!r} ({where}), separator {names.sep!r}: "
+            f"the server's {example} is the local Lists/python (unless the account was "
+            "synced with the prefix in local names: then they keep it)"
+        )
 
     def noop(self) -> None:
         with map_errors("NOOP"):

@@ -143,7 +143,9 @@ def test_layout_leaves_out_the_namespace_and_new_folders_reach_the_server(acct):
     ]
     again = acct.sync()
     assert "uploaded" not in again.out and "downloaded" not in again.out, again.out
-    assert acct.run("check").code == 0
+    check = acct.run("check")
+    assert check.code == 0, check.out + check.err
+    assert "folders: namespace 'INBOX.' (from NAMESPACE), separator '.'" in check.out, check.out
 
 
 def test_flags_and_deletions_both_ways(acct):

@@ -158,16 +158,20 @@ def test_flags_and_deletions_both_ways(acct):
     assert len(acct.local_messages("Archive")) == 3
     uids = {lf(raw): uid for uid, (raw, _) in acct.remote_messages("INBOX.Archive").items()}
 
-    # Server -> local: \Flagged on 1, and 2 expunged.
-    server.set_flags(user, "INBOX.Archive", uids[lf(msg(1))], [b"\\Flagged"])
+    # Server -> local: \Flagged and the $Forwarded keyword on 1 (Courier keeps keywords in
+    # its own courierimapkeywords/ files), and 2 expunged.
+    server.set_flags(user, "INBOX.Archive", uids[lf(msg(1))], [b"\\Flagged", b"$Forwarded"])
     server.delete(user, "INBOX.Archive", uids[lf(msg(2))])
-    # Local -> server: 3 read.
+    # Local -> server: 3 read and forwarded.
     (f3,) = (p for p in acct.local_files("Archive") if p.read_bytes() == lf(msg(3)))
-    f3.rename(f3.parent.parent / "cur" / (f3.name.split(":2,")[0] + ":2,S"))
+    f3.rename(f3.parent.parent / "cur" / (f3.name.split(":2,")[0] + ":2,PS"))
     acct.sync()
-    assert acct.local_messages("Archive") == {lf(msg(1)): "F", lf(msg(3)): "S"}
+    assert acct.local_messages("Archive") == {lf(msg(1)): "FP", lf(msg(3)): "PS"}
     remote = {lf(raw): flags for raw, flags in acct.remote_messages("INBOX.Archive").values()}
-    assert remote == {lf(msg(1)): {b"\\Flagged"}, lf(msg(3)): {b"\\Seen"}}
+    assert remote == {
+        lf(msg(1)): {b"\\Flagged", b"$Forwarded"},
+        lf(msg(3)): {b"\\Seen", b"$Forwarded"},
+    }
 
     # Local deletion reaches the server.
     (f1,) = (p for p in acct.local_files("Archive") if p.read_bytes() == lf(msg(1)))
@@ -175,6 +179,25 @@ def test_flags_and_deletions_both_ways(acct):
     acct.sync()
     remote = {lf(raw) for raw, _ in acct.remote_messages("INBOX.Archive").values()}
     assert remote == {lf(msg(3))}
+
+
+def test_a_server_folder_with_no_local_name_is_skipped_with_the_fix(acct, caplog):
+    """INBOX.INBOX would be a second local INBOX: a warning naming the exclusion that
+    silences it, and the other folders sync."""
+    server, user = acct.server, acct.user
+    server.append(user, "INBOX", msg(1))
+    server.append(user, "INBOX.INBOX", msg(2))
+    server.append(user, "INBOX.Archive", msg(3))
+    acct.sync()
+    assert acct.local_messages() == {lf(msg(1)): ""}
+    assert acct.local_messages("Archive") == {lf(msg(3)): ""}
+    said = [r.getMessage() for r in caplog.records if "INBOX.INBOX" in r.getMessage()]
+    assert said and '"!INBOX.INBOX"' in said[0], said
+    caplog.clear()
+    acct.folders = ["*", "!INBOX.INBOX"]
+    acct.sync()
+    assert not [r for r in caplog.records if "INBOX.INBOX" in r.getMessage()]
+    assert acct.local_messages() == {lf(msg(1)): ""}
 
 
 def test_an_alert_before_preauth_is_not_a_login_prompt(tmp_path_factory, tmp_path, caplog):

@@ -291,6 +291,23 @@ class State:
                 out.setdefault(Fingerprint(fp), set()).add((str(folder), Uid(uid)))
         return out
 
+    def pairs_of(self, folder: str, uids: Iterable[Uid]) -> dict[Uid, Pair]:
+        """The pairs of just these UIDs (a primary-key lookup each, whatever the folder's size)."""
+        out: dict[Uid, Pair] = {}
+        wanted = sorted(set(uids))
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT uid, key, flags, fp FROM pairs WHERE folder = ? AND uid IN ({marks})",  # noqa: S608 - only placeholders
+                [folder, *chunk],
+            )
+            for r in rows:
+                out[Uid(r[0])] = Pair(
+                    Uid(r[0]), LocalKey(r[1]), Flag.parse(r[2]), Fingerprint(r[3]) if r[3] else None
+                )
+        return out
+
     def count_pairs(self, folder: str) -> int:
         row = self._db.execute("SELECT count(*) FROM pairs WHERE folder = ?", (folder,))
         return int(row.fetchone()[0])

@@ -929,6 +929,23 @@ class MaildirFolder:
                 f"{_os_message(exc)}"
             ) from exc
 
+    def assumed_entry(self, key: LocalKey, flags: Flag) -> LocalEntry:
+        """Where syncd itself would have put message ``key`` with ``flags``, unlisted.
+
+        For a folder known to be unchanged since syncd last wrote it. Every operation on an
+        entry goes from its name and looks the key up again when the name is wrong (a file
+        kept in cur/ without flags, letters syncd does not know), so a wrong guess costs
+        one listing, never a wrong action.
+        """
+        subdir = "cur" if flags else "new"
+        entry = LocalEntry(key, subdir, _file_name(key, flags, "", subdir), flags)
+        if not flags and not os.path.lexists(self.path_of(entry)):
+            # Unread mail a reader has seen stays unflagged in cur/ (mutt's mark_old).
+            seen = LocalEntry(key, "cur", _file_name(key, flags, "", "cur"), flags)
+            if os.path.lexists(self.path_of(seen)):
+                return seen
+        return entry
+
     def path_of(self, entry: LocalEntry) -> Path:
         return self.path / entry.subdir / entry.name
 

@@ -66,6 +66,8 @@ class FolderReport:
     moved: int = 0
     matched: int = 0
     deferred: int = 0
+    from_delta: bool = False
+    """Planned from the server's changes alone (no local listing, only the pairs touched)."""
     skipped: bool = False
     created: str | None = None
     error: str | None = None
@@ -145,6 +147,9 @@ class _Snap:
     """Some deletions or moves were held back: the next sync must list the folder again."""
     unseen: set[LocalKey] = field(default_factory=set)
     """Synced messages an unstable scan did not list: taken as unchanged this time."""
+    delta: bool = False
+    """Planned from the server's changes alone: ``base`` and ``entries`` hold only the
+    messages those touch (see AccountSync._snapshot_delta)."""
     plan: Plan = field(default_factory=Plan)
     sizes_count: tuple[int, int] = (0, 0)
     """(remote, local) message counts as listed, for the mass-deletion guard."""
@@ -446,6 +451,20 @@ class AccountSync:
             return None
 
         sel = session.select(name)
+        if (
+            fs is not None
+            and fs.uidvalidity == sel.uidvalidity
+            and not _went_backwards(fs, sel)
+            and fs.highestmodseq is not None
+            and sel.highestmodseq is not None
+            and session.strategy.delta_listing
+            and fs.last_error is None
+            and stamp is not None
+            and fs.local_stamp == stamp
+        ):
+            delta = self._snapshot_delta(name, fs.highestmodseq, sel, stamp)
+            if delta is not None:
+                return delta
         base = self.state.pairs(name)
         reset = False
         if fs is not None and fs.uidvalidity is not None and fs.uidvalidity != sel.uidvalidity:
@@ -567,6 +586,60 @@ class AccountSync:
         )
         return snap
 
+    def _snapshot_delta(
+        self, name: str, modseq: int, sel: FolderStatus, stamp: str
+    ) -> _Snap | None:
+        """The folder's snapshot from the server's changes alone, or None to list it whole.
+
+        Valid while the local side is exactly as the last sync left it (its stamp is the
+        one saved then, so no file was added, renamed or removed since): every paired
+        file then carries its base flags, and only the messages the server reports as
+        changed, new or expunged (CHANGEDSINCE, VANISHED) can need anything. The planner
+        gets just those pairs: the same decision a full listing would give, at a cost
+        that follows the changes, not the folder. A delta that does not add up (an
+        expunge a server without QRESYNC does not name) falls back to the full listing.
+        """
+        session, state = self.session, self.state
+        folder = self.store.folder(name)
+        listing = session.listing(since_modseq=modseq)
+        vanished = set(listing.vanished or ())
+        base = state.pairs_of(name, set(listing.flags) | vanished)
+        total = state.count_pairs(name)
+        new = [u for u in listing.flags if u not in base]
+        if total - len(vanished & base.keys()) + len(new) != sel.messages:
+            return None
+        local = {p.key: p.flags for p in base.values()}
+        entries = {p.key: folder.assumed_entry(p.key, p.flags) for p in base.values()}
+        remote_fps: dict[Uid, Fingerprint] = {}
+        if new and len(new) <= MOVE_PROBE_LIMIT:
+            remote_fps = session.fingerprints(new)  # moves made by another client
+        snap = _Snap(
+            name,
+            sel.uidvalidity,
+            sel.uidnext,
+            sel.messages,
+            sel.highestmodseq,
+            stamp,
+            base,
+            entries,
+            dict(listing.sizes),
+            {},
+            remote_fps,
+            False,
+        )
+        snap.delta = True
+        snap.sizes_count = (sel.messages, total)
+        snap.plan = plan_folder(
+            dict(listing.flags),
+            local,
+            list(base.values()),
+            self.policy,
+            remote_fps=remote_fps,
+            local_fps={},
+            guard=False,
+        )
+        return snap
+
     def _snapshot_one_sided(self, name: str, *, remote_missing: bool) -> _Snap:
         """A dry run's view of a folder that exists on one side only."""
         remote: dict[Uid, Flag] = {}
@@ -609,6 +682,7 @@ class AccountSync:
         for name, plan in account_plan.folders.items():
             snaps[name].plan = plan
             fr = self.report.folder(name)
+            fr.from_delta = snaps[name].delta
             fr.planned = plan
             fr.notes.extend(plan.notes)
         self.moves = account_plan.moves
@@ -816,6 +890,10 @@ class AccountSync:
             for (entry, body, fl, _), uid in zip(batch, uids, strict=True):
                 if uid is not None:
                     pairs.append(Pair(uid, entry.key, fl, fingerprint(head(body))))
+                else:
+                    # Paired by header at the next sync, which must list the folder to
+                    # see this file (a delta from the server alone would download it).
+                    snap.deferred = True
             for a in todo_by_key.values():
                 if a.replaces is not None and any(e.key == a.ident for e, *_ in batch):
                     replaced.append(a.replaces)
@@ -987,7 +1065,7 @@ class AccountSync:
                 highestmodseq=modseq,
                 messages=snap.status_messages,
                 local_stamp=stamp,
-                local_count=len(snap.entries),
+                local_count=self.state.count_pairs(snap.name) if snap.delta else len(snap.entries),
                 last_sync=time.time(),
                 last_error=None,
             )

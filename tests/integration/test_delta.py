@@ -1,0 +1,166 @@
+"""The delta path: a folder unchanged locally is planned from the server's changes alone.
+
+The proof that it is the same decision as a full sync: after each delta sync, a full
+reconciliation (the folder's saved stamp and MODSEQ forgotten, so it is listed whole on
+both sides) finds nothing left to do, and both sides hold the same messages and flags.
+Random rounds of server changes (flags, keywords of another client, new mail, expunges),
+seeded; a failure names the seed.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from syncd.config import load_config
+from syncd.engine import sync_account
+from syncd.engine.sync import SyncReport
+from syncd.model import Flag, LocalKey, Pair, Policy, Uid
+from syncd.planner import plan_folder
+from syncd.state import State
+from tests.integration.conftest import Account, msg
+
+pytestmark = [pytest.mark.dovecot]
+
+FLAGS = [b"\\Seen", b"\\Flagged", b"\\Answered", b"\\Draft"]
+
+
+def _settle(account: Account, folder: str = "INBOX") -> None:
+    """Make the folder's directories look changed long ago (as they would be a few seconds
+    later), so the stamp the next sync saves is trusted."""
+    old = time.time() - 10
+    for sub in ("new", "cur"):
+        os.utime(account.maildir / folder / sub, (old, old))
+
+
+def _sync(account: Account) -> SyncReport:
+    cfg = load_config(account.write_config())
+    password = account.user.password  # type: ignore[attr-defined]
+    report = sync_account(cfg.accounts[0], cfg.state_dir, lambda: password)
+    assert report.ok, report
+    return report
+
+
+def _forget_delta_basis(account: Account, folder: str) -> None:
+    with State.for_account(account.state_dir, "acct") as state:
+        state.update_folder(folder, local_stamp=None, highestmodseq=None)
+
+
+def _sides(account: Account) -> tuple[dict[bytes, frozenset[str]], dict[bytes, frozenset[str]]]:
+    letters = {b"\\Draft": "D", b"\\Flagged": "F", b"\\Answered": "R", b"\\Seen": "S"}
+    remote = {
+        raw.replace(b"\r\n", b"\n"): frozenset(letters[f] for f in flags if f in letters)
+        for raw, flags in account.server.messages(account.user, "INBOX").values()  # type: ignore[attr-defined]
+    }
+    local = {}
+    for path in account.local_files("INBOX"):
+        info = path.name.split(":2,", 1)[1] if ":2," in path.name else ""
+        local[path.read_bytes()] = frozenset(info)
+    return local, remote
+
+
+def test_delta_sync_decides_as_a_full_sync_would(account: Account) -> None:
+    seed = int(os.environ.get("SYNCD_DELTA_SEED", "7"))
+    rng = random.Random(seed)
+    server, user = account.server, account.user
+    server.fill(
+        user, {"INBOX": [(msg(i), rng.sample(FLAGS, rng.randint(0, 2))) for i in range(40)]}
+    )  # type: ignore[attr-defined]
+    _sync(account)
+    _settle(account)
+    _sync(account)  # saves a trusted stamp
+    n = 1000
+    deltas = 0
+    for rnd in range(12):
+        why = f"seed {seed}, round {rnd} (rerun with SYNCD_DELTA_SEED={seed})"
+        with server.imap(user) as c:  # type: ignore[attr-defined]
+            c.select_folder("INBOX")
+            uids = c.search("ALL")
+            for uid in rng.sample(uids, min(len(uids), rng.randint(0, 6))):
+                flag = rng.choice([*FLAGS, b"$label1"])
+                (c.add_flags if rng.random() < 0.5 else c.remove_flags)([uid], [flag])
+            for _ in range(rng.randint(0, 3)):
+                n += 1
+                c.append("INBOX", msg(n), flags=rng.sample(FLAGS, rng.randint(0, 1)))
+            gone = rng.sample(uids, min(len(uids), rng.randint(0, 2)))
+            if gone:
+                c.add_flags(gone, [b"\\Deleted"])
+                c.uid_expunge(gone)
+        report = _sync(account)
+        deltas += report.folders["INBOX"].from_delta
+        local, remote = _sides(account)
+        assert local == remote, why
+        # The full reconciliation has nothing left to do.
+        _forget_delta_basis(account, "INBOX")
+        check = _sync(account)
+        assert not check.folders["INBOX"].changed, f"{why}: {check.folders['INBOX'].summary()}"
+        _settle(account)
+        _sync(account)  # trusted stamp again for the next round
+    assert deltas >= 10, f"the delta path was taken in only {deltas} of 12 rounds"
+
+
+# -- the planner, fed whole or with the touched pairs only ----------------------------------
+
+_flags = st.sampled_from([Flag.NONE, Flag.S, Flag.S | Flag.F, Flag.R | Flag.S, Flag.D, Flag.F])
+
+
+@given(
+    base=st.dictionaries(st.integers(1, 60), _flags, max_size=40),
+    changed=st.dictionaries(st.integers(1, 80), _flags, max_size=20),
+    vanished=st.sets(st.integers(1, 60), max_size=10),
+)
+def test_planning_the_touched_pairs_equals_planning_the_folder(
+    base: dict[int, Flag], changed: dict[int, Flag], vanished: set[int]
+) -> None:
+    """With the local side as the last sync left it (every file has its base flags), the
+    plan from the server's delta and its pairs equals the plan from everything."""
+    pairs = {Uid(u): Pair(Uid(u), LocalKey(f"k{u}"), f) for u, f in base.items()}
+    vanished -= changed.keys()
+    remote_all = {u: p.flags for u, p in pairs.items() if u not in vanished}
+    remote_all.update({Uid(u): f for u, f in changed.items()})
+    local = {p.key: p.flags for p in pairs.values()}
+    full = plan_folder(remote_all, local, list(pairs.values()), Policy(), guard=False)
+
+    touched = {Uid(u) for u in changed} | {Uid(u) for u in vanished}
+    sub = {u: p for u, p in pairs.items() if u in touched}
+    delta = plan_folder(
+        {Uid(u): f for u, f in changed.items()},
+        {p.key: p.flags for p in sub.values()},
+        list(sub.values()),
+        Policy(),
+        guard=False,
+    )
+    assert sorted(map(repr, delta.actions)) == sorted(map(repr, full.actions))
+
+
+def test_unchanged_local_folder_is_not_listed(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Per change on the server, the folder's files are not read (no listing of cur/)."""
+    server, user = account.server, account.user
+    server.fill(user, {"INBOX": [(msg(i), [b"\\Seen"]) for i in range(30)]})  # type: ignore[attr-defined]
+    _sync(account)
+    _settle(account)
+    _sync(account)
+    listed: list[str] = []
+    real = os.scandir
+
+    def scandir(path: str | os.PathLike[str] = ".") -> object:
+        listed.append(os.fspath(path))
+        return real(path)
+
+    with server.imap(user) as c:  # type: ignore[attr-defined]
+        c.select_folder("INBOX")
+        c.add_flags([3], [b"\\Flagged"])
+    server.append(user, "INBOX", msg(99))  # type: ignore[attr-defined]
+    monkeypatch.setattr("syncd.drivers.maildir.os.scandir", scandir)
+    report = _sync(account)
+    assert report.folders["INBOX"].from_delta
+    assert report.folders["INBOX"].flags_local == 1 and report.folders["INBOX"].downloaded == 1
+    assert not [p for p in listed if Path(p).name in ("cur", "new")], listed

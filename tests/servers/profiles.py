@@ -141,14 +141,18 @@ class CapabilityGuard:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._socks: list[socket.socket] = []
+        self._half_closed: set[tuple[int, int]] = set()
         self._lock = threading.Lock()
         self._closed = False
         threading.Thread(target=self._accept, name="capguard", daemon=True).start()
 
     def close(self) -> None:
         self._closed = True
+        # shutdown() wakes the thread blocked in accept(); a bare close() would leave the
+        # socket listening (the blocked accept() holds it) for a later test to reach.
         with contextlib.suppress(OSError):
-            self._listener.close()
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
         with self._lock:
             for s in self._socks:
                 with contextlib.suppress(OSError):
@@ -206,8 +210,7 @@ class CapabilityGuard:
         except OSError:
             pass
         finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
+            self._done(src, dst)
 
     def _missing(self, line: bytes, command: bytes, continuing: bool) -> str | None:
         text = line if not continuing else command.split(b" ", 1)[0] + b" " + line
@@ -238,8 +241,23 @@ class CapabilityGuard:
         except OSError:
             pass
         finally:
-            with contextlib.suppress(OSError):
-                dst.shutdown(socket.SHUT_WR)
+            self._done(src, dst)
+
+    def _done(self, src: socket.socket, dst: socket.socket) -> None:
+        """One direction ended: pass the EOF on; the second to end closes both sockets
+        (a session leaves no descriptor behind, however many a test makes)."""
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+        with self._lock:
+            key = (id(src), id(dst)) if id(src) < id(dst) else (id(dst), id(src))
+            if key not in self._half_closed:
+                self._half_closed.add(key)
+                return
+            self._half_closed.discard(key)
+            for s in (src, dst):
+                if s in self._socks:
+                    self._socks.remove(s)
+                s.close()
 
 
 class ProfileServer:

@@ -1,4 +1,5 @@
-"""Real servers for tests: a private Dovecot (``dovecot.py``) and sample mail (``corpus.py``).
+"""Real servers for tests: a private Dovecot (``dovecot.py``), Courier-IMAP (``courier.py``)
+and Cyrus IMAP (``cyrus.py``) unpacked from Debian's packages, and sample mail (``corpus.py``).
 
 ``require_dovecot()`` is what a fixture calls first: it skips the test when Dovecot is not
 installed, or fails it when ``SYNCD_REQUIRE_SERVERS=1`` says the servers must be there (CI).

@@ -666,7 +666,7 @@ class Supervisor:
                 "outbox_next_try": _outbox_next_try(w),
                 "idle": {i.folder: i.connected for i in w.idlers if not i.no_idle},
                 "no_idle": sorted(i.folder for i in w.idlers if i.no_idle),
-                "poll_interval": w._interval(),
+                "poll_interval": round(w._interval()),
             }
         key = json.dumps({**data, "updated": None}, sort_keys=True)
         if key == self._last_status and not stopped:

@@ -18,6 +18,7 @@ from imapclient import IMAPClient
 
 from syncd.model import to_remote_bytes
 from tests.integration.conftest import Account, msg
+from tests.servers.dovecot import CertFiles, make_test_certs
 from tests.servers.profiles import ProfileServer
 
 pytestmark = pytest.mark.dovecot
@@ -461,3 +462,74 @@ def test_a_kill_after_every_state_commit_converges(
         assert n < 60, "the sync never finished"
     assert n > 3
     assert not server.guard.violations, server.guard.violations
+
+
+# -- the daemon's new-mail path ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_daemon_hears_new_mail_by_idle_or_by_polling(
+    profile_account: Account, tmp_path: Path
+) -> None:
+    """Where IDLE is advertised new mail arrives within seconds though the poll interval is
+    300 s; without IDLE (bare) no IDLE is sent, the daemon polls at poll_interval and
+    ``syncd status`` says so."""
+    from tests.integration.test_daemon import Daemon, wait_for
+
+    acct = profile_account
+    profile = server_of(acct).profile
+    poll = 300 if profile.has("IDLE") else 2
+    acct.extra = f"      poll_interval: {poll}\n"
+    daemon = Daemon(acct, tmp_path)
+    try:
+        daemon.wait_message("READY=1", timeout=20)
+        acct.server.deliver(acct.user, msg(1))  # type: ignore[attr-defined]
+        arrived = wait_for(
+            lambda: [p for p in acct.local_files() if b"body 1" in p.read_bytes()], timeout=20
+        )
+        assert arrived, f"no new mail in the Maildir\n{daemon.text()}"
+        want = (
+            "IDLE on 1/1 folders"
+            if profile.has("IDLE")
+            else ("no IDLE on the server: polling every 2 s (INBOX)")
+        )
+        status = wait_for(lambda: want in (r := acct.run("status")).out and r, timeout=10)
+        assert status, acct.run("status").out
+        if not profile.has("IDLE"):
+            assert "does not offer IDLE" in daemon.text()
+    finally:
+        assert daemon.stop() == 0, daemon.text()
+
+
+# -- the outbox's Sent copy --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smtp_certs(tmp_path_factory: pytest.TempPathFactory) -> CertFiles:
+    return make_test_certs(tmp_path_factory.mktemp("profile-smtp-certs"))
+
+
+@pytest.mark.smtp
+def test_the_sent_copy_is_stored_once_and_paired(
+    profile_account: Account, smtp_certs: CertFiles
+) -> None:
+    """The Sent copy goes up by APPEND; without UIDPLUS (bare) syncd finds its UID by its
+    Message-ID, so the copy is paired at once and never downloaded or uploaded again."""
+    from tests.integration.test_send import _smtp_section, message, run_cli
+    from tests.servers.smtpd import Smtpd
+
+    acct = profile_account
+    with Smtpd(tls="starttls", certs=smtp_certs) as smtpd:
+        acct.extra = _smtp_section(smtpd, smtp_certs)
+        acct.sync()
+        raw = message(1)
+        assert run_cli(["sendmail", "-c", str(acct.config)], raw).code == 0
+        r = acct.run("send")
+        assert r.code == 0, r.out + r.err
+        assert len(smtpd.messages()) == 1
+    assert acct.local_messages("Sent") == {raw: "S"}
+    ((body, flags),) = acct.remote_messages("Sent").values()
+    assert body == raw and b"\\Seen" in flags
+    r = acct.sync()
+    assert "downloaded" not in r.out and "uploaded" not in r.out, r.out
+    assert len(acct.local_files("Sent")) == 1 and len(acct.remote_messages("Sent")) == 1

@@ -646,6 +646,7 @@ class MaildirFolder:
         self._damaged: frozenset[LocalKey] = frozenset()
         self._dirty: set[str] = set()
         self._stable = True
+        self._scanned_state: tuple[int, ...] | None = None
 
     def __repr__(self) -> str:
         return f"MaildirFolder({self.name!r}, {str(self.path)!r})"
@@ -683,6 +684,16 @@ class MaildirFolder:
         if now - max(new.st_mtime_ns, cur.st_mtime_ns) < _SETTLE_NS:
             return None
         return f"{new.st_ino}.{new.st_mtime_ns}.{cur.st_ino}.{cur.st_mtime_ns}"
+
+    def dir_state(self) -> tuple[int, ...]:
+        """The directories' identity and change times: equal values, no change between
+        (given :meth:`_settled`)."""
+        return self._dir_state()
+
+    @property
+    def scanned_state(self) -> tuple[int, ...] | None:
+        """:meth:`dir_state` as the last scan() found it, or None when it kept changing."""
+        return self._scanned_state
 
     def _dir_state(self) -> tuple[int, ...]:
         new = (self.path / "new").stat()
@@ -775,11 +786,13 @@ class MaildirFolder:
                 result = self._scan_once(trusted)
                 if self._dir_state() == before:
                     self._stable = settled
+                    self._scanned_state = before
                     return result
                 log.debug("Maildir folder %s changed while listed; listing again", self.name)
             # Still changing: the listing is usable for copies and flags, but its absences
             # are not deletions (the engine checks `stable`).
             self._stable = False
+            self._scanned_state = None
             return self._scan_once(trusted)
         except OSError as exc:
             raise FolderError(

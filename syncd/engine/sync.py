@@ -147,6 +147,10 @@ class _Snap:
     """Some deletions or moves were held back: the next sync must list the folder again."""
     unseen: set[LocalKey] = field(default_factory=set)
     """Synced messages an unstable scan did not list: taken as unchanged this time."""
+    scanned: tuple[int, ...] | None = None
+    """The local directories' state when they were listed (None: not listed)."""
+    inputs: tuple[dict[Uid, Flag], dict[LocalKey, Flag]] | None = None
+    """The remote and local snapshots the plan was made from, to plan again."""
     delta: bool = False
     """Planned from the server's changes alone: ``base`` and ``entries`` hold only the
     messages those touch (see AccountSync._snapshot_delta)."""
@@ -251,6 +255,7 @@ class AccountSync:
                 continue
             snaps[name] = snap
 
+        self._untear(snaps)
         self._plan(snaps)
         if self.dry_run:
             return self.report
@@ -575,6 +580,8 @@ class AccountSync:
         snap.unseen = unseen
         snap.deferred = bool(unseen)
         snap.sizes_count = (len(remote), len(local))
+        snap.scanned = folder.scanned_state if folder.exists() else None
+        snap.inputs = (remote, local)
         snap.plan = plan_folder(
             remote,
             local,
@@ -585,6 +592,49 @@ class AccountSync:
             guard=False,
         )
         return snap
+
+    def _untear(self, snaps: dict[str, _Snap]) -> None:
+        """Distrust every absence when a folder changed after it was listed.
+
+        Folders are listed one after another. A reader moving a file from a folder not yet
+        listed into one already listed hides it from both listings: the first would read
+        as a deletion (or, with a server change, a restore into the old folder) while the
+        file lives on in the other. When any listed folder changed before all were
+        listed, the synced messages missing from the listings are taken as unchanged this
+        time and the folders are listed again next time.
+        """
+        torn = False
+        for snap in snaps.values():
+            if snap.scanned is None:
+                continue
+            try:
+                now = self.store.folder(snap.name).dir_state()
+            except OSError:
+                now = None
+            if now != snap.scanned:
+                torn = True
+                break
+        if not torn:
+            return
+        for snap in snaps.values():
+            if snap.inputs is None:
+                continue
+            remote, local = snap.inputs
+            missing = {p.key: p.flags for p in snap.base.values() if p.key not in local}
+            if not missing:
+                continue
+            local.update(missing)
+            snap.unseen |= missing.keys()
+            snap.deferred = True
+            snap.plan = plan_folder(
+                remote,
+                local,
+                list(snap.base.values()),
+                self.policy,
+                remote_fps=snap.remote_fps,
+                local_fps=snap.local_fps,
+                guard=False,
+            )
 
     def _snapshot_delta(
         self, name: str, modseq: int, sel: FolderStatus, stamp: str

@@ -300,3 +300,40 @@ def test_confirm_gone_believes_only_a_listing_no_rename_overlapped(
     assert missed
     monkeypatch.undo()
     assert inbox.confirm_gone(keys) == {doomed.key}
+
+
+def test_move_between_two_folder_listings_is_not_a_deletion_or_a_restore(
+    account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """notmuch moves a file from Work (not listed yet) into INBOX (listed already) while
+    syncd lists folder after folder, and the phone flags it meanwhile: neither listing
+    shows it. It must be neither expunged nor brought back into Work: one copy, moved."""
+    server, user = account.server, account.user
+    server.append(user, "INBOX", msg(1), flags=(b"\\Seen",))  # type: ignore[attr-defined]
+    server.append(user, "Work", msg(2), flags=(b"\\Seen",))  # type: ignore[attr-defined]
+    account.sync()
+    with server.imap(user) as c:  # type: ignore[attr-defined]
+        c.select_folder("Work")
+        c.add_flags(c.search("ALL"), [b"\\Flagged"])
+    moving = file_of(account, "Work", msg(2))
+    real = os.scandir
+    fired: list[str] = []
+
+    def scandir(path: str | os.PathLike[str] = ".") -> object:
+        where = Path(os.fspath(path))
+        if not fired and where.name == "new" and where.parent.name == "Work":
+            fired.append(str(where))
+            os.rename(moving, account.maildir / "INBOX" / "cur" / moving.name)
+        return real(path)
+
+    monkeypatch.setattr("syncd.drivers.maildir.os.scandir", scandir)
+    account.sync()
+    monkeypatch.undo()
+    assert fired
+    assert lf(msg(2)) in server_bodies(account, "Work")  # not expunged behind its back
+    account.sync()
+    account.sync()
+    assert set(account.local_messages("INBOX")) == {lf(msg(1)), lf(msg(2))}
+    assert account.local_messages("Work") == {}
+    assert server_bodies(account, "Work") == {}
+    assert server_bodies(account, "INBOX")[lf(msg(2))] == {b"\\Seen", b"\\Flagged"}

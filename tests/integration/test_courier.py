@@ -8,6 +8,7 @@ on Cyrus over TCP with a LOGIN.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
@@ -221,19 +222,13 @@ def test_an_alert_before_preauth_is_not_a_login_prompt(tmp_path_factory, tmp_pat
     assert "the IMAP server says: [ALERT] Filesystem notification" in caplog.text
 
 
-def test_daemon_hears_new_mail_through_idle(courier, tmp_path):
-    """gam_server runs, so Courier's IDLE reports mail delivered into the Maildir (new/);
-    polling is set to an hour."""
-    user = courier.add_user()
-    acct = CourierAccount(courier, user, tmp_path, transport="tcp")
-    acct.extra = ""
+@contextlib.contextmanager
+def running_daemon(acct: CourierAccount, settings: str) -> Iterator[Path]:
+    """``syncd run`` on ``acct`` with extra ``imap:`` settings; yields its log file."""
     acct.write_config()
-    text = acct.config.read_text().replace(
-        "      folders:", "      poll_interval: 3600\n      folders:"
-    )
+    text = acct.config.read_text().replace("      folders:", settings + "      folders:")
     acct.config.write_text(text)
-    acct.write_config = lambda: acct.config  # type: ignore[method-assign]
-    log = tmp_path / "daemon.log"
+    log = acct.root / "daemon.log"
     with log.open("w") as logf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "syncd", "run", "-c", str(acct.config), "-v"],
@@ -242,12 +237,7 @@ def test_daemon_hears_new_mail_through_idle(courier, tmp_path):
             cwd=REPO,
         )
         try:
-            # After the first sync, with IDLE on INBOX up, only IDLE can bring new mail in
-            # time: the next poll is an hour away.
-            assert wait_for(lambda: "INBOX: created locally" in log.read_text()), log.read_text()
-            assert wait_for(lambda: "IDLE on INBOX" in log.read_text()), log.read_text()
-            courier.deliver(user, msg(7))
-            assert wait_for(lambda: lf(msg(7)) in acct.local_messages("INBOX")), log.read_text()
+            yield log
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -256,6 +246,37 @@ def test_daemon_hears_new_mail_through_idle(courier, tmp_path):
                 proc.kill()
                 proc.wait()
     assert proc.returncode == 0, log.read_text()
+
+
+def test_daemon_hears_new_mail_through_idle(courier, tmp_path):
+    """gam_server runs, so Courier's IDLE reports mail delivered into the Maildir (new/);
+    polling is set to an hour."""
+    user = courier.add_user()
+    acct = CourierAccount(courier, user, tmp_path, transport="tcp")
+    with running_daemon(acct, "      poll_interval: 3600\n") as log:
+        # After the first sync, with IDLE on INBOX up, only IDLE can bring new mail in
+        # time: the next poll is an hour away.
+        assert wait_for(lambda: "INBOX: created locally" in log.read_text()), log.read_text()
+        assert wait_for(lambda: "IDLE on INBOX" in log.read_text()), log.read_text()
+        courier.deliver(user, msg(7))
+        assert wait_for(lambda: lf(msg(7)) in acct.local_messages("INBOX")), log.read_text()
+
+
+def test_daemon_polls_cyrus(cyrus, tmp_path):
+    """Without IDLE (idle: []), the daemon finds new mail in INBOX and INBOX.Archive by
+    polling, and names the folders as a sync does."""
+    user = cyrus.add_user()
+    cyrus.append(user, "INBOX.Archive", msg(1))
+    acct = CourierAccount(cyrus, user, tmp_path, transport="login")
+    with running_daemon(acct, "      idle: []\n      poll_interval: 1\n") as log:
+        assert wait_for(lambda: "Archive: created locally" in log.read_text()), log.read_text()
+        cyrus.append(user, "INBOX", msg(2))
+        cyrus.append(user, "INBOX.Archive", msg(3))
+        assert wait_for(lambda: lf(msg(2)) in acct.local_messages("INBOX")), log.read_text()
+        assert wait_for(lambda: set(acct.local_messages("Archive")) == {lf(msg(1)), lf(msg(3))}), (
+            log.read_text()
+        )
+    assert not (acct.maildir / "INBOX" / "Archive").exists()
 
 
 def test_a_local_name_the_server_cannot_take_fails_once_with_the_fix(courier, tmp_path):

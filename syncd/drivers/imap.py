@@ -731,7 +731,14 @@ class ImapSession:
         if self.legacy_names:
             names = FolderNames("", names.sep)
         local_of: dict[str, str] = {}
-        for flags, delim, name in rows:
+
+        def outside(row: tuple[Any, Any, Any]) -> bool:
+            name = row[2].decode("utf-8", "replace") if isinstance(row[2], bytes) else row[2]
+            return not (names.prefix and str(name).startswith(names.prefix))
+
+        # A folder in the personal namespace keeps its local name against one outside it
+        # that would get the same name (INBOX.Archive and Archive on the same server).
+        for flags, delim, name in sorted(rows, key=outside):
             if isinstance(name, bytes):
                 name = name.decode("utf-8", "replace")
             sep = delim.decode() if isinstance(delim, bytes) else (delim or "/")

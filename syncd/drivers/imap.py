@@ -372,8 +372,8 @@ class Strategy:
         out = []
         if not self.delta_listing:
             out.append(
-                "no CONDSTORE: each resync reads every message's flags, about 40 bytes each "
-                "(400 kB per 10 000 messages)"
+                "no CONDSTORE: each resync reads every message's flags, about 50 bytes each "
+                "(500 kB per 10 000 messages)"
             )
         elif not self.vanished:
             out.append(
@@ -383,14 +383,19 @@ class Strategy:
         if not self.uidplus:
             out.append(
                 "no UIDPLUS: each upload is found again by UID SEARCH on its Message-ID and a "
-                "header fetch (one SEARCH per message, one FETCH per batch); deletions expunge "
-                "with a guard: other \\Deleted messages are unmarked during the EXPUNGE and "
-                "marked again (3 extra commands when there are any)"
+                "header fetch (one SEARCH per message, one FETCH per batch); each EXPUNGE first "
+                "asks for other \\Deleted messages (UID SEARCH DELETED) and unmarks them for "
+                "the EXPUNGE, marking them again after (two STOREs when there are any)"
             )
         if not self.move:
             out.append(
                 "no MOVE: a move is COPY, then \\Deleted and EXPUNGE"
-                + ("" if self.uidplus else "; the copies are paired by header at the next sync")
+                + (
+                    ""
+                    if self.uidplus
+                    else "; the copies are found by their headers (one STATUS, "
+                    "one header FETCH on each side)"
+                )
             )
         if not self.idle:
             out.append(

@@ -138,6 +138,8 @@ class CapabilityGuard:
         self.server = server
         self.profile = profile
         self.violations: list[str] = []
+        self.bytes_to_client = 0
+        """Bytes the server sent through the guard, all connections (for the bench)."""
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._socks: list[socket.socket] = []
@@ -238,6 +240,7 @@ class CapabilityGuard:
                 if out:
                     with lock:
                         dst.sendall(out)
+                    self.bytes_to_client += len(out)
         except OSError:
             pass
         finally:

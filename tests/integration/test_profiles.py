@@ -377,12 +377,14 @@ def test_flags_changed_by_another_client_during_a_listing_are_not_misread(
 
     acct = profile_account
     server, user = acct.server, acct.user
+    guard = server_of(acct).guard
     for i in range(5):
         server.append(user, "INBOX", msg(i))  # type: ignore[attr-defined]
     with server.imap(user) as c:  # type: ignore[attr-defined]
         c.select_folder("INBOX")
         c.delete_messages([1])
         c.expunge()  # sequence numbers are now UID - 1
+    seen_before = guard.fetches_without_uid
     cfg = load_config(acct.write_config()).accounts[0].imap
     assert cfg is not None
     with ImapSession(cfg, lambda: user.password) as session:  # type: ignore[attr-defined]
@@ -398,6 +400,43 @@ def test_flags_changed_by_another_client_during_a_listing_are_not_misread(
             assert listing.flags[2] == listing.flags[5] == Flag.NONE
         session.noop()
         assert session.listing().flags[4] == Flag.F | Flag.S
+    if not server_of(acct).profile.has("QRESYNC"):
+        # The case this test is about really happened (with QRESYNC on, Dovecot adds UIDs).
+        assert guard.fetches_without_uid > seen_before
+
+
+def test_the_guard_holds_dovecot_to_the_profile(profile_account: Account) -> None:
+    """What the profiles rest on: through the guard, Dovecot refuses what the profile does
+    not advertise and sends no APPENDUID without UIDPLUS, as such a server would."""
+    import imaplib
+
+    acct = profile_account
+    server = server_of(acct)
+    profile, guard = server.profile, server.guard
+    imap = imaplib.IMAP4("127.0.0.1", server.imap_port)
+    try:
+        imap.login(acct.user.name, acct.user.password)  # type: ignore[attr-defined]
+        typ, data = imap.append("INBOX", "", None, to_remote_bytes(lf(msg(1))))
+        assert typ == "OK"
+        assert (b"APPENDUID" in data[0]) == profile.has("UIDPLUS"), data
+        for cap, args in (
+            ("ENABLE", ("ENABLE", "CONDSTORE")),  # before SELECT: imaplib allows it only then
+            ("MOVE", ("UID", "MOVE", "1", "Archive")),
+            ("UIDPLUS", ("UID", "EXPUNGE", "1")),
+        ):
+            if cap == "MOVE":
+                imap.create("Archive")
+                imap.select("INBOX")
+            try:
+                imap._simple_command(*args)
+                refused = False
+            except imaplib.IMAP4.error as exc:
+                refused = "not advertised" in str(exc)
+            assert refused == (not profile.has(cap)), (cap, profile.name)
+    finally:
+        imap.logout()
+    assert len(guard.violations) == sum(not profile.has(c) for c in ("MOVE", "UIDPLUS", "ENABLE"))
+    guard.violations.clear()  # deliberate
 
 
 # -- a kill after every state commit -----------------------------------------------------------

@@ -99,6 +99,7 @@ _NEEDS: list[tuple[str, re.Pattern[bytes]]] = [
     )
 ]
 _LITERAL = re.compile(rb"\{(\d+)\+?\}\r\n$")
+_FETCH_WITHOUT_UID = re.compile(rb"^\* \d+ FETCH \((?![^\r\n]*\bUID \d)[^\r\n]*\)\r\n$")
 _UIDPLUS_CODE = re.compile(rb"\[(APPENDUID|COPYUID) [^\]]*\] ?")
 
 
@@ -139,6 +140,8 @@ class CapabilityGuard:
         self.profile = profile
         self.violations: list[str] = []
         self.bytes_to_client = 0
+        self.fetches_without_uid = 0
+        """Untagged FETCH responses without a UID the server sent (another client's STORE)."""
         """Bytes the server sent through the guard, all connections (for the bench)."""
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
@@ -233,9 +236,13 @@ class CapabilityGuard:
         strip = not self.profile.has("UIDPLUS")
         try:
             while data := src.recv(65536):
+                pieces = lines.feed(data)
+                self.fetches_without_uid += sum(
+                    1 for piece, is_line in pieces if is_line and _FETCH_WITHOUT_UID.match(piece)
+                )
                 out = b"".join(
                     _UIDPLUS_CODE.sub(b"", piece) if is_line and strip else piece
-                    for piece, is_line in lines.feed(data)
+                    for piece, is_line in pieces
                 )
                 if out:
                     with lock:

@@ -35,7 +35,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--folders", type=int, default=10, help="folders (default 10)")
     p.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
     p.add_argument(
-        "--only", default="1,2,3,4,5,6,7,8", help="scenarios to run, e.g. 1,2 (default all)"
+        "--only", default="1,2,3,4,5,6,7,8,9", help="scenarios to run, e.g. 1,2 (default all)"
     )
     p.add_argument(
         "--scale",
@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
     only = {x.strip() for x in args.only.split(",") if x.strip()}
-    if bad := only - set("12345678"):
+    if bad := only - set("123456789"):
         print(f"bench: unknown scenario(s) {', '.join(sorted(bad))}", file=sys.stderr)
         return 2
     out_dir = args.output or (HERE / "quick" if args.quick else HERE)
@@ -133,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         ("scenario 6", lambda: scenarios.pop3(opts, scs)),
         ("scenario 7", lambda: scenarios.outbox(opts, scs)),
         ("scenario 8", lambda: scenarios.daemon(opts, scs)),
+        ("scenario 9", lambda: scenarios.sendmail_calls(opts, scs)),
     ]
     errors: list[str] = meta.setdefault("errors", [])
     try:

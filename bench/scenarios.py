@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -66,6 +68,7 @@ TITLES = {
     "6": "POP3: download into a Maildir",
     "7": "Outbox: queued messages to a local SMTP server",
     "8": "Daemon latencies (syncd run)",
+    "9": "`syncd sendmail`: one process per message, as a mail reader or git send-email runs it",
 }
 
 
@@ -74,11 +77,12 @@ class Options:
     messages: int = 10_000
     folders: int = 10
     reps: int = 3
-    only: set[str] = field(default_factory=lambda: set("12345678"))
+    only: set[str] = field(default_factory=lambda: set("123456789"))
     scale: list[int] = field(default_factory=lambda: [1000, 10_000])
     offlineimap_reps: int = 3
     pop3_messages: int = 2000
     outbox_messages: int = 500
+    sendmail_calls: int = 50
     work: Path = Path("/tmp")
     keep: bool = False
     seed: int = 1
@@ -714,6 +718,88 @@ def _check_sent(sink: SmtpSink, before: int, msgs: list[bytes]) -> verify.Verdic
         elif data.replace(b"\r\n", b"\n") != raw:
             v.problems.append(f"{m.group(1).decode()} arrived changed ({len(data)} bytes)")
     return v
+
+
+# -- scenario 9 --------------------------------------------------------------------------------
+
+MSMTP_ENQUEUE = Path("/usr/libexec/msmtp/msmtpqueue/msmtp-enqueue.sh")
+"""msmtp's queueing script (Debian's msmtp package): the message and its arguments into
+``~/.msmtpqueue``, with no fsync."""
+
+
+def sendmail_calls(opts: Options, out: dict[str, Scenario]) -> None:
+    """What a mail reader waits for per message: one whole process per call, median.
+
+    syncd queues into its outbox (message and envelope fsync'ed with their directories);
+    msmtp sends the message to the SMTP server before it returns (what a reader waits for
+    with msmtp as its sendmail); msmtp-enqueue.sh only queues (no fsync). Every call gets
+    the message on stdin and the recipient as an argument.
+    """
+    if "9" not in opts.only:
+        return
+    tools = ["syncd", "msmtp", "msmtp-enqueue"]
+    sc = out["9"] = Scenario("9", TITLES["9"], tools=tools)
+    if not anchors.installed("msmtp"):
+        sc.tool_status["msmtp"] = "not installed"
+    if not MSMTP_ENQUEUE.exists():
+        sc.tool_status["msmtp-enqueue"] = "not installed"
+    n = opts.sendmail_calls
+    msgs = [raw for raw, _ in make_corpus(n, ["INBOX"], seed=opts.seed + 9)["INBOX"]]
+    msgs = [raw.replace(b"\r\n", b"\n") for raw in msgs]
+    rcpt = "rcpt@example.net"
+    sc.extra["corpus"] = {"messages": n, "bytes": sum(len(m) for m in msgs)}
+    base = opts.work / "sendmail"
+    with SmtpSink() as sink:
+        smtp = Login("127.0.0.1", sink.port, "bench", "secret")
+        imap = Login("127.0.0.1", 1, "bench", "unused")
+        for rep in range(opts.reps):
+            for t in rotate(tools, rep):
+                if sc.tool_status.get(t):
+                    continue
+                work = base / f"rep{rep}" / t
+                v = verify.Verdict()
+                if t == "syncd":
+                    box = anchors.SyncdOutbox(work, smtp, imap)
+                    runs = [
+                        run(box.queue_argv(rcpt), stdin=m, log=box.log, env=box.env()) for m in msgs
+                    ]
+                    done = len(list((box.maildir / ".outbox" / "new").iterdir()))
+                elif t == "msmtp":
+                    tool = anchors.Msmtp(work, smtp)
+                    before = sink.count
+                    runs = [run(tool.send_argv(rcpt), stdin=m, log=tool.log) for m in msgs]
+                    done = sink.count - before
+                else:
+                    work.mkdir(parents=True, exist_ok=True)
+                    env = {**os.environ, "HOME": str(work)}
+                    argv = ["sh", str(MSMTP_ENQUEUE), "-oi", "--", rcpt]
+                    runs = [run(argv, stdin=m, env=env, log=work / "log") for m in msgs]
+                    done = len(list((work / ".msmtpqueue").glob("*.mail")))
+                v.messages = done
+                if done != n or any(r.rc != 0 for r in runs):
+                    v.problems.append(
+                        f"{done} of {n} calls done; exit codes {sorted({r.rc for r in runs})}"
+                    )
+                per_call = Run(
+                    wall=statistics.median(r.wall for r in runs),
+                    user=statistics.median(r.cpu for r in runs),
+                    sys=0.0,
+                    maxrss_kb=max(r.maxrss_kb for r in runs),
+                    rc=max(r.rc for r in runs),
+                )
+                first = {"first_call_wall": runs[0].wall, "first_call_cpu": runs[0].cpu}
+                sc.add(Measurement(t, rep, per_call, v, first))
+                say(f"[9] rep {rep + 1}/{opts.reps} {t:14} {_fmt(per_call, v)} per call")
+            if not opts.keep:
+                shutil.rmtree(base / f"rep{rep}", ignore_errors=True)
+    sc.notes.append(
+        f"Per call, the median of {n} calls in a row (wall and CPU of the whole process). syncd "
+        "queues into its outbox, the message and its envelope each fsync'ed with their "
+        "directory; its first call after a config change parses the config, the others find "
+        "it unchanged (`first_call_*` in results.json). msmtp sends each message to the "
+        "benchmark's aiosmtpd before it returns; msmtp-enqueue.sh (msmtp's queue script) "
+        "only writes the message into ~/.msmtpqueue, without fsync."
+    )
 
 
 # -- scenario 8 --------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ This module is on ``syncd sendmail``'s start-up path: standard library only, and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -114,7 +115,7 @@ def read(path: Path | None) -> tuple[Path, str] | None:
     try:
         absolute = (path if path is not None else default_config_path()).absolute()
         return absolute, absolute.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError, ValueError):
+    except (OSError, UnicodeDecodeError, ValueError, RuntimeError):  # RuntimeError: no home
         return None
 
 
@@ -153,7 +154,7 @@ def lookup(path: Path, text: str) -> Routes | None:
             return None
         accounts = [Route(n, Path(o), bool(s)) for n, o, s in entry["accounts"]]
         senders = {str(k): str(v) for k, v in entry["senders"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError):
         return None
     return Routes(accounts, senders)
 
@@ -176,7 +177,10 @@ def store(path: Path, text: str, config: Config) -> Routes:
         "accounts": [[r.name, str(r.outbox), r.sends] for r in routes.accounts],
         "senders": routes.senders,
     }
-    directory = cache_dir()
+    try:
+        directory = cache_dir()
+    except RuntimeError:  # no home directory to keep it in
+        return routes
     tmp = directory / f".{CACHE_NAME}.{os.getpid()}"
     try:
         directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -185,5 +189,6 @@ def store(path: Path, text: str, config: Config) -> Routes:
             json.dump(entry, f)
         tmp.replace(directory / CACHE_NAME)
     except OSError:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     return routes

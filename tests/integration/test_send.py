@@ -371,6 +371,10 @@ accounts:
     assert sendmail(b) == parsed
     assert sendmail(b) == light
     assert (queued(b / "Mail" / ".outbox"), queued(elsewhere)) == (1, 2)
+    # Notes that cannot be read are no notes: the config is parsed, the message queued.
+    (tmp_path / "cache" / "syncd" / "sendmail.json").write_text('{"stamp": ')
+    assert sendmail(b) == parsed
+    assert queued(elsewhere) == 3
 
 
 # -- sending -----------------------------------------------------------------------------------

@@ -333,7 +333,10 @@ def server_changes(srv: BenchServer, user: User, opts: Options, salt: int = 0) -
                 (c.remove_flags if has else c.add_flags)([uid], [flag], silent=True)
             if f in expunge:
                 c.delete_messages(expunge[f], silent=True)
-                c.uid_expunge(expunge[f])
+                if c.has_capability("UIDPLUS"):
+                    c.uid_expunge(expunge[f])
+                else:  # a server profile without it (bench.server_profiles_mbsync)
+                    c.expunge()
     folders = list(snap)
     new_rng = random.Random(opts.seed * 1000 + 33 + salt * 100)
     for i in range(20):

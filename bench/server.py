@@ -23,8 +23,9 @@ Corpus = Mapping[str, Sequence[tuple[bytes, Sequence[bytes]]]]
 
 
 class BenchServer:
-    def __init__(self, base: Path) -> None:
-        self.dovecot = Dovecot(base / "dovecot", fsync=False)
+    def __init__(self, base: Path, imap_capability: str | None = None) -> None:
+        # imap_capability: what Dovecot advertises (a server profile, bench.server_profiles_mbsync).
+        self.dovecot = Dovecot(base / "dovecot", fsync=False, imap_capability=imap_capability)
         self.template: User | None = None
         self.cpu = ServerCpu(None)
 

@@ -73,8 +73,19 @@ _NAME_MAX = 255
 # kernel timestamp tick without its mtime moving, so its stamp cannot be trusted yet.
 _SETTLE_NS = 2_000_000_000
 _SCAN_ATTEMPTS = 3
-# Above any kernel's jiffy (HZ=100 gives 10 ms); see MaildirFolder._settled.
-_FINE_TICK_NS = 50_000_000
+
+
+def _coarse_tick_ns() -> int:
+    """Twice the tick of the clock the kernel stamps directories with (CLOCK_REALTIME_COARSE,
+    one jiffy: 4 ms at HZ=250); 50 ms where that clock cannot be asked. See _settled."""
+    try:
+        res = time.clock_getres(getattr(time, "CLOCK_REALTIME_COARSE", 5))
+    except (OSError, ValueError):
+        return 50_000_000
+    return max(2_000_000, min(50_000_000, int(2 * res * 1e9)))
+
+
+_FINE_TICK_NS = _coarse_tick_ns()
 _INFO_CACHE_MAX = 4096
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600

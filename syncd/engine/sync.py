@@ -530,7 +530,10 @@ class AccountSync:
                     remote.update(extra.flags)
                     sizes.update(extra.sizes)
         else:
-            listing = session.listing()
+            # Sizes (for batching downloads) only of the UIDs new since the last sync;
+            # _download asks for any other it needs (a restore).
+            known = fs.uidnext if base and fs is not None and not reset else None
+            listing = session.listing(sizes_from=known)
             remote = dict(listing.flags)
             sizes = listing.sizes
 
@@ -885,6 +888,9 @@ class AccountSync:
         # A message bigger than a fetch batch arrives alone (ImapSession.fetch), as the
         # one copy imaplib reads; it is written converted a chunk at a time, and the batch
         # is let go before the next one is fetched, so two big messages are never held.
+        unsized = [u for u in todo if u not in snap.sizes]
+        if unsized:  # a full listing sized only the UIDs new since the last sync
+            snap.sizes.update(self.session.listing_of(unsized).sizes)
         for batch in self.session.fetch(sorted(todo), snap.sizes):
             self._deliver(snap.name, folder, batch)
             done += len(batch)

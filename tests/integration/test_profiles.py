@@ -405,6 +405,43 @@ def test_flags_changed_by_another_client_during_a_listing_are_not_misread(
         assert guard.fetches_without_uid > seen_before
 
 
+def test_a_full_listing_sizes_only_new_uids_and_a_restore_still_comes_down(
+    profile_account: Account,
+) -> None:
+    """Without CONDSTORE every resync lists every message's flags. A size is only needed to
+    batch a download, so the listing asks for sizes of the UIDs new since the last sync
+    alone (``RFC822.SIZE nnn`` was 40% of each line); a known message that must come down
+    again (deleted locally while another client flagged it) is sized when it does."""
+    from syncd.config import load_config
+    from syncd.drivers.imap import ImapSession
+
+    acct = profile_account
+    server, user = acct.server, acct.user
+    for i in range(4):
+        server.append(user, "INBOX", msg(i))  # type: ignore[attr-defined]
+    acct.sync()
+    cfg = load_config(acct.write_config()).accounts[0].imap
+    assert cfg is not None
+    with ImapSession(cfg, lambda: user.password) as session:  # type: ignore[attr-defined]
+        session.list_folders()
+        session.select("INBOX")
+        listing = session.listing(sizes_from=3)
+        assert set(listing.flags) == {1, 2, 3, 4}
+        assert set(listing.sizes) == {3, 4}, listing.sizes
+        assert set(session.listing(sizes_from=9).sizes) <= {4}  # 9:* is 4:9 on the server
+
+    local_file(acct, msg(0)).unlink()
+    with server.imap(user) as c:  # type: ignore[attr-defined]
+        c.select_folder("INBOX")
+        c.add_flags([uid_of(acct, msg(0))], [b"\\Flagged"])
+    server.append(user, "INBOX", msg(9))  # type: ignore[attr-defined]
+    acct.sync()
+    local = {p.read_bytes(): p for p in acct.local_files()}
+    assert lf(msg(9)) in local
+    assert lf(msg(0)) in local, "the flagged message came back"
+    assert len(local) == 5
+
+
 def test_the_guard_holds_dovecot_to_the_profile(profile_account: Account) -> None:
     """What the profiles rest on: through the guard, Dovecot refuses what the profile does
     not advertise and sends no APPENDUID without UIDPLUS, as such a server would."""

@@ -44,8 +44,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench import anchors, measure, scenarios, verify
 from bench.anchors import Login
@@ -75,6 +77,8 @@ class Cell:
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
+    retry: dict[str, Any] | None = None
+    """When the run failed: a second run's wall, bytes and verdict (does the tool recover?)."""
 
     @property
     def ok(self) -> bool:
@@ -210,9 +214,11 @@ def _rep(
     seats: dict[str, Seat],
     results: dict[str, dict[str, list[Cell]]],
 ) -> None:
-    def step(name: str, t: str) -> Cell:
+    def step(name: str, t: str, check: Callable[[Cell], None] | None = None) -> Cell:
         cell = _run(srv, guard, seats[t])
         _verify(srv, seats[t], cell)
+        if check is not None:
+            check(cell)
         results[name][t].append(cell)
         state = "ok" if cell.ok else f"FAILED {cell.problems[:1]}"
         refused = f" refused {cell.refused[:2]}" if cell.refused else ""
@@ -220,6 +226,22 @@ def _rep(
             f"[{profile.name}] rep {rep + 1} {name:8} {t:7} {cell.wall:7.3f} s "
             f"{cell.down:9} bytes  {state}{refused}"
         )
+        if not cell.ok:
+            # Does a second run finish the job? Its cost is reported beside the first's.
+            again = _run(srv, guard, seats[t])
+            _verify(srv, seats[t], again)
+            if check is not None:
+                check(again)
+            cell.retry = {
+                "wall": again.wall,
+                "down": again.down,
+                "ok": again.ok,
+                "problems": again.problems[:3],
+            }
+            scenarios.say(
+                f"  second run: {again.wall:.3f} s {again.down} bytes "
+                f"{'ok' if again.ok else again.problems[:1]}"
+            )
         return cell
 
     for name in ("initial", "first", "noop"):
@@ -234,14 +256,15 @@ def _rep(
         seen, deleted = scenarios.local_changes(seats[t], opts, salt=rep)
         plans[t] = (seen, deleted, _new_local_file(seats[t], rep))
     for t in order:
-        cell = step("local", t)
-        seen, deleted, new = plans[t]
-        v = verify.Verdict()
-        scenarios._check_pushed(srv, seats[t], seen, deleted, v)
-        cell.problems += v.problems
-        _check_uploaded(srv, seats[t], new, cell)
-        if not cell.ok:
-            scenarios.say(f"  after the push check: FAILED {cell.problems[:2]}")
+
+        def pushed(cell: Cell, t: str = t) -> None:
+            seen, deleted, new = plans[t]
+            v = verify.Verdict()
+            scenarios._check_pushed(srv, seats[t], seen, deleted, v)
+            cell.problems += v.problems
+            _check_uploaded(srv, seats[t], new, cell)
+
+        step("local", t, pushed)
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -294,9 +317,23 @@ def findings(all_results: dict[str, dict[str, dict[str, list[Cell]]]]) -> list[s
             refused = sorted({r for s in STEPS for c in res[s][t] for r in c.refused})
             if refused:
                 out.append(f"{prof}: the relay refused {t}'s " + "; ".join(refused[:5]))
-            problems = sorted({p for s in STEPS for c in res[s][t] for p in c.problems})
-            if problems:
-                out.append(f"{prof}: {t} mis-synced: " + "; ".join(problems[:3]))
+            for s in STEPS:
+                bad = [c for c in res[s][t] if not c.ok]
+                if not bad:
+                    continue
+                again = [c.retry for c in bad if c.retry]
+                fixed = sum(1 for r in again if r["ok"])
+                text = (
+                    f"{prof}, {s}: {t} failed in {len(bad)} of {len(res[s][t])} runs: "
+                    + "; ".join(sorted({p[:200] for c in bad for p in c.problems})[:3])
+                )
+                if again:
+                    text += (
+                        f". A second run completed the sync in {fixed} of {len(again)} "
+                        f"(median {_med([r['wall'] for r in again]):.3f} s, "
+                        f"{_kb(_med([r['down'] for r in again]))} more)"
+                    )
+                out.append(text)
             notes = sorted({x for s in STEPS for c in res[s][t] for x in c.notes})
             if notes:
                 out.append(f"{prof}: {t}: " + "; ".join(notes))

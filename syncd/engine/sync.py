@@ -441,9 +441,12 @@ class AccountSync:
         folder = self.store.folder(name)
         stamp = folder.stamp() if folder.exists() else None
         session = self.session
-        st = session.status(name)
+        # The shortcut needs HIGHESTMODSEQ: without CONDSTORE a STATUS would only cost a
+        # round trip (and on a Maildir server, a scan of the folder) before the SELECT.
+        st = session.status(name) if session.strategy.delta_listing else None
         if (
-            fs is not None
+            st is not None
+            and fs is not None
             and fs.uidvalidity == st.uidvalidity
             and fs.uidnext == st.uidnext
             and fs.messages == st.messages
@@ -755,7 +758,9 @@ class AccountSync:
         plan = snap.plan
         session, state = self.session, self.state
         folder = self.store.folder(name)
-        session.select_checked(name, snap.status_uidvalidity)
+        if plan.actions:
+            # Nothing to do (a no-op resync) sends nothing: no second SELECT of the folder.
+            session.select_checked(name, snap.status_uidvalidity)
         if snap.reset:
             state.clear_pairs(name)
         self._record_uidvalidity(snap)

@@ -112,7 +112,7 @@ def test_check_names_the_server_the_extensions_used_and_each_fallback(
     }
     assert fallbacks == FALLBACKS[profile.name], r.out
     if "CONDSTORE" in fallbacks:
-        assert "each resync reads every message's flags, about 50 bytes each" in r.out
+        assert "each resync reads every message's flags, about 36 bytes each" in r.out
     if "IDLE" in fallbacks:
         assert "polling every 300 s" in r.out
 

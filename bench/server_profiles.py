@@ -6,7 +6,8 @@ One private Dovecot per profile of tests/servers/profiles.py, behind the same ca
 guard as the test suite, which counts the bytes the server sends. For each profile: an
 initial sync of N tiny messages, then a no-op resync, then an incremental one after
 another client changed one message's flags, delivered one message and expunged one.
-Prints a Markdown table (the README's "Servers" table takes its numbers from it).
+Prints a Markdown table. The README's "Servers" table takes its numbers from
+``bench.server_profiles_mbsync``, which runs mbsync beside syncd on the same relay.
 """
 
 from __future__ import annotations

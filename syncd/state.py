@@ -24,9 +24,10 @@ import os
 import signal
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from syncd.errors import LockedError, StateError
 from syncd.model import Fingerprint, Flag, LocalKey, Pair, Uid
@@ -266,47 +267,30 @@ class State:
         rows = self._db.execute(
             "SELECT uid, key, flags, fp FROM pairs WHERE folder = ?", (folder,)
         ).fetchall()
-        return {
-            Uid(r[0]): Pair(
-                Uid(r[0]),
-                LocalKey(r[1]),
-                Flag.parse(r[2]),
-                Fingerprint(r[3]) if r[3] else None,
-            )
-            for r in rows
-        }
+        return {Uid(r[0]): _pair(r) for r in rows}
+
+    def _rows_in(
+        self, sql: str, first: Sequence[object], values: Iterable[object]
+    ) -> Iterator[Any]:
+        """Rows of ``sql`` (its ``IN ({})`` filled with placeholders) for every value,
+        500 at a time (SQLite limits a statement's parameters)."""
+        wanted = sorted(set(values))  # type: ignore[type-var]
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i : i + 500]
+            yield from self._db.execute(sql.format(",".join("?" * len(chunk))), [*first, *chunk])
 
     def pairs_with_fps(self, fps: Iterable[Fingerprint]) -> dict[Fingerprint, set[tuple[str, Uid]]]:
         """(folder, UID) of every pair whose message has one of these fingerprints."""
         out: dict[Fingerprint, set[tuple[str, Uid]]] = {}
-        wanted = sorted(set(fps))
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT fp, folder, uid FROM pairs WHERE fp IN ({marks})",  # noqa: S608 - only placeholders
-                chunk,
-            )
-            for fp, folder, uid in rows:
-                out.setdefault(Fingerprint(fp), set()).add((str(folder), Uid(uid)))
+        rows = self._rows_in("SELECT fp, folder, uid FROM pairs WHERE fp IN ({})", (), fps)
+        for fp, folder, uid in rows:
+            out.setdefault(Fingerprint(fp), set()).add((str(folder), Uid(uid)))
         return out
 
     def pairs_of(self, folder: str, uids: Iterable[Uid]) -> dict[Uid, Pair]:
         """The pairs of just these UIDs (a primary-key lookup each, whatever the folder's size)."""
-        out: dict[Uid, Pair] = {}
-        wanted = sorted(set(uids))
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i : i + 500]
-            marks = ",".join("?" * len(chunk))
-            rows = self._db.execute(
-                f"SELECT uid, key, flags, fp FROM pairs WHERE folder = ? AND uid IN ({marks})",  # noqa: S608 - only placeholders
-                [folder, *chunk],
-            )
-            for r in rows:
-                out[Uid(r[0])] = Pair(
-                    Uid(r[0]), LocalKey(r[1]), Flag.parse(r[2]), Fingerprint(r[3]) if r[3] else None
-                )
-        return out
+        sql = "SELECT uid, key, flags, fp FROM pairs WHERE folder = ? AND uid IN ({})"
+        return {Uid(r[0]): _pair(r) for r in self._rows_in(sql, (folder,), uids)}
 
     def count_pairs(self, folder: str) -> int:
         row = self._db.execute("SELECT count(*) FROM pairs WHERE folder = ?", (folder,))
@@ -335,18 +319,27 @@ class State:
             self._db.execute("DELETE FROM pairs WHERE folder = ?", (folder,))
 
 
-class AccountLock:
-    """An exclusive, kernel-released lock on one account (``flock`` on a file).
+def _pair(row: Sequence[Any]) -> Pair:
+    return Pair(
+        Uid(row[0]), LocalKey(row[1]), Flag.parse(row[2]), Fingerprint(row[3]) if row[3] else None
+    )
+
+
+class _FileLock:
+    """An exclusive, kernel-released lock (``flock`` on a file) holding its owner's pid.
 
     A crashed holder never leaves a stale lock: the kernel drops it with the process.
     """
 
-    def __init__(self, state_dir: Path, account: str) -> None:
-        self.path = state_dir / f"{account}.lock"
-        self.account = account
+    def __init__(self, path: Path) -> None:
+        self.path = path
         self._fd: int | None = None
 
+    def _busy(self, holder: str) -> str:
+        raise NotImplementedError
+
     def acquire(self, wait: float = 0.0) -> None:
+        """Take the lock, waiting up to ``wait`` s; LockedError names the holder's pid."""
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         deadline = time.monotonic() + wait
@@ -361,10 +354,7 @@ class AccountLock:
                 if time.monotonic() >= deadline:
                     holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
                     os.close(fd)
-                    raise LockedError(
-                        f"account {self.account} is busy: another syncd process "
-                        f"(pid {holder or '?'}) is syncing it; try again when it is done"
-                    ) from None
+                    raise LockedError(self._busy(holder or "?")) from None
                 time.sleep(0.05)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -375,7 +365,7 @@ class AccountLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> AccountLock:
+    def __enter__(self) -> _FileLock:
         self.acquire()
         return self
 
@@ -383,42 +373,35 @@ class AccountLock:
         self.release()
 
 
+class AccountLock(_FileLock):
+    """The lock on one account: one sync, send or poll of it at a time."""
+
+    def __init__(self, state_dir: Path, account: str) -> None:
+        super().__init__(state_dir / f"{account}.lock")
+        self.account = account
+
+    def _busy(self, holder: str) -> str:
+        return (
+            f"account {self.account} is busy: another syncd process "
+            f"(pid {holder}) is syncing it; try again when it is done"
+        )
+
+
 DAEMON_LOCK = "daemon.lock"
 
 
-class DaemonLock:
+class DaemonLock(_FileLock):
     """The lock that makes one daemon per state directory (so per config).
 
-    Held with ``flock`` for the daemon's whole life; the holder's pid is in the file, so
-    a second daemon can say which process it is. The kernel releases it when the holder
-    dies, so a crash never leaves a stale lock. Only the holder writes ``daemon.json``.
+    Held for the daemon's whole life; only the holder writes ``daemon.json``.
     """
 
     def __init__(self, state_dir: Path) -> None:
-        self.path = state_dir / DAEMON_LOCK
-        self._fd: int | None = None
+        super().__init__(state_dir / DAEMON_LOCK)
 
-    def acquire(self) -> None:
-        """Take the lock or raise LockedError naming the running daemon's pid."""
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            os.close(fd)
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise StateError(f"cannot lock {self.path}: {exc}") from exc
-            raise LockedError(
-                f"another syncd daemon (pid {holder or '?'}) is already running with the "
-                f"state directory {self.path.parent}; stop it first "
-                "(systemctl --user stop syncd, or kill that pid)"
-            ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        self._fd = fd
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+    def _busy(self, holder: str) -> str:
+        return (
+            f"another syncd daemon (pid {holder}) is already running with the "
+            f"state directory {self.path.parent}; stop it first "
+            "(systemctl --user stop syncd, or kill that pid)"
+        )

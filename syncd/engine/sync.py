@@ -158,6 +158,19 @@ class _Snap:
     sizes_count: tuple[int, int] = (0, 0)
     """(remote, local) message counts as listed, for the mass-deletion guard."""
 
+    def replan(self, remote: dict[Uid, Flag], local: dict[LocalKey, Flag], policy: Policy) -> None:
+        """Plan (again) from these snapshots, kept in ``inputs``; the guard is the caller's."""
+        self.inputs = (remote, local)
+        self.plan = plan_folder(
+            remote,
+            local,
+            list(self.base.values()),
+            policy,
+            remote_fps=self.remote_fps,
+            local_fps=self.local_fps,
+            guard=False,
+        )
+
 
 class AccountSync:
     """One sync run of one IMAP account; create, call :meth:`run`, discard."""
@@ -587,16 +600,7 @@ class AccountSync:
         snap.deferred = bool(unseen)
         snap.sizes_count = (len(remote), len(local))
         snap.scanned = folder.scanned_state if folder.exists() else None
-        snap.inputs = (remote, local)
-        snap.plan = plan_folder(
-            remote,
-            local,
-            list(base.values()),
-            self.policy,
-            remote_fps=remote_fps,
-            local_fps=local_fps,
-            guard=False,
-        )
+        snap.replan(remote, local, self.policy)
         return snap
 
     def _untear(self, snaps: dict[str, _Snap]) -> None:
@@ -632,15 +636,7 @@ class AccountSync:
             local.update(missing)
             snap.unseen |= missing.keys()
             snap.deferred = True
-            snap.plan = plan_folder(
-                remote,
-                local,
-                list(snap.base.values()),
-                self.policy,
-                remote_fps=snap.remote_fps,
-                local_fps=snap.local_fps,
-                guard=False,
-            )
+            snap.replan(remote, local, self.policy)
 
     def _snapshot_delta(
         self, name: str, modseq: int, sel: FolderStatus, stamp: str
@@ -685,15 +681,7 @@ class AccountSync:
         )
         snap.delta = True
         snap.sizes_count = (sel.messages, total)
-        snap.plan = plan_folder(
-            dict(listing.flags),
-            local,
-            list(base.values()),
-            self.policy,
-            remote_fps=remote_fps,
-            local_fps={},
-            guard=False,
-        )
+        snap.replan(dict(listing.flags), local, self.policy)
         return snap
 
     def _snapshot_one_sided(self, name: str, *, remote_missing: bool) -> _Snap:

@@ -15,6 +15,7 @@ import pytest
 
 from syncd import cli
 from tests.servers import require_dovecot
+from tests.servers.authserver import AuthServer, oauth_dovecot
 from tests.servers.dovecot import Dovecot
 from tests.servers.profiles import PROFILES, ProfileServer
 
@@ -185,3 +186,23 @@ def profile_account(server_profile: ProfileServer, tmp_path: Path) -> Iterator[A
     assert not guard.violations, (
         f"syncd used what {server_profile.profile.name} does not advertise: {guard.violations}"
     )
+
+
+# -- OAuth2 (issue 15) ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def oauth_env(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[AuthServer, Dovecot]]:
+    """A loopback OAuth2 authorization server (tests/servers/authserver.py) and a Dovecot whose
+    oauth2 passdb asks it about every XOAUTH2/OAUTHBEARER token; both fresh for each test.
+
+    The Dovecot user ``authserver.user`` exists (its ``User`` is ``authserver.mail_user``, for
+    ``Account``).  AuthServer keywords come from indirect parametrization, e.g. short tokens:
+    ``@pytest.mark.parametrize("oauth_env", [{"access_lifetime": 3}], indirect=True)``.
+    """
+    require_dovecot()
+    kwargs = getattr(request, "param", {})
+    with oauth_dovecot(tmp_path_factory.mktemp("oauth") / "dovecot", **kwargs) as pair:
+        yield pair

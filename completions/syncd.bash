@@ -6,7 +6,7 @@ _syncd_table() {
     case "$1" in
     commands)
         case "$2" in
-        '') echo 'run sync send sendmail status check init password import mailboxes completion man' ;;
+        '') echo 'run sync send sendmail status check init password oauth import mailboxes completion man' ;;
         'run') echo '' ;;
         'sync') echo '' ;;
         'send') echo '' ;;
@@ -16,6 +16,8 @@ _syncd_table() {
         'init') echo '' ;;
         'password') echo 'set' ;;
         'password set') echo '' ;;
+        'oauth') echo 'login' ;;
+        'oauth login') echo '' ;;
         'import') echo 'mbsync offlineimap msmtp' ;;
         'import mbsync') echo '' ;;
         'import offlineimap') echo '' ;;
@@ -36,6 +38,8 @@ _syncd_table() {
         'init') echo '-h --help -c --config -v --verbose -q --quiet -o --output --username --password-command --no-keyring --name --maildir --ca-file --timeout --force' ;;
         'password') echo '-h --help -c --config -v --verbose -q --quiet' ;;
         'password set') echo '-h --help -c --config -v --verbose -q --quiet' ;;
+        'oauth') echo '-h --help -c --config -v --verbose -q --quiet' ;;
+        'oauth login') echo '-h --help -c --config -v --verbose -q --quiet --device --no-browser --timeout' ;;
         'import') echo '-h --help' ;;
         'import mbsync') echo '-h --help -o --output --force' ;;
         'import offlineimap') echo '-h --help -o --output --force' ;;
@@ -56,6 +60,8 @@ _syncd_table() {
         'init') echo '-c --config -o --output --username --password-command --name --maildir --ca-file --timeout' ;;
         'password') echo '-c --config' ;;
         'password set') echo '-c --config' ;;
+        'oauth') echo '-c --config' ;;
+        'oauth login') echo '-c --config --timeout' ;;
         'import') echo '' ;;
         'import mbsync') echo '-o --output' ;;
         'import offlineimap') echo '-o --output' ;;
@@ -96,6 +102,11 @@ _syncd_table() {
         'password|--config') echo '@file' ;;
         'password set|-c') echo '@file' ;;
         'password set|--config') echo '@file' ;;
+        'oauth|-c') echo '@file' ;;
+        'oauth|--config') echo '@file' ;;
+        'oauth login|-c') echo '@file' ;;
+        'oauth login|--config') echo '@file' ;;
+        'oauth login|--timeout') echo '' ;;
         'import mbsync|-o') echo '@file' ;;
         'import mbsync|--output') echo '@file' ;;
         'import offlineimap|-o') echo '@file' ;;
@@ -121,6 +132,8 @@ _syncd_table() {
         'init') echo '' ;;
         'password') echo '' ;;
         'password set') echo 'imap pop3 smtp' ;;
+        'oauth') echo '' ;;
+        'oauth login') echo '' ;;
         'import') echo '' ;;
         'import mbsync') echo '@file' ;;
         'import offlineimap') echo '@file' ;;

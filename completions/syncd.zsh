@@ -7,7 +7,7 @@ _syncd_table() {
     case "$1" in
     commands)
         case "$2" in
-        '') reply=('run:the long-running daemon (systemd runs it as Type=notify)' 'sync:sync every (or one) account once, then exit' 'send:send what is queued in the outbox now' 'sendmail:queue one message from stdin in the outbox (sendmail-compatible; works offline)' 'status:what was synced when, and errors' 'check:validate the config and try every login' 'init:find an address'\''s mail servers, try the login and write a config' 'password:manage secrets in the system keyring' 'import:turn an mbsync, OfflineIMAP or msmtp config into a syncd config' 'mailboxes:print the local folders for mutt, neomutt or aerc' 'completion:print the shell completion script' 'man:print the man page (view it with: syncd man | man -l -)') ;;
+        '') reply=('run:the long-running daemon (systemd runs it as Type=notify)' 'sync:sync every (or one) account once, then exit' 'send:send what is queued in the outbox now' 'sendmail:queue one message from stdin in the outbox (sendmail-compatible; works offline)' 'status:what was synced when, and errors' 'check:validate the config and try every login' 'init:find an address'\''s mail servers, try the login and write a config' 'password:manage secrets in the system keyring' 'oauth:OAuth2 sign-in (Gmail, Microsoft 365)' 'import:turn an mbsync, OfflineIMAP or msmtp config into a syncd config' 'mailboxes:print the local folders for mutt, neomutt or aerc' 'completion:print the shell completion script' 'man:print the man page (view it with: syncd man | man -l -)') ;;
         'run') reply=() ;;
         'sync') reply=() ;;
         'send') reply=() ;;
@@ -17,6 +17,8 @@ _syncd_table() {
         'init') reply=() ;;
         'password') reply=('set:store a password in the keyring') ;;
         'password set') reply=() ;;
+        'oauth') reply=('login:sign in once in a browser; the refresh token goes into the keyring') ;;
+        'oauth login') reply=() ;;
         'import') reply=('mbsync:import an mbsync (isync) config; the original is never changed' 'offlineimap:import an OfflineIMAP config; the original is never changed' 'msmtp:import the SMTP accounts of an msmtp config; the original is never changed') ;;
         'import mbsync') reply=() ;;
         'import offlineimap') reply=() ;;
@@ -38,6 +40,8 @@ _syncd_table() {
         'init') reply=('-h:show this help message and exit' '--help:show this help message and exit' '-c:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '--config:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '-v:more detail' '--verbose:more detail' '-q:only warnings and errors' '--quiet:only warnings and errors' '-o:where to write the config (default: -c, $SYNCD_CONFIG or the XDG path)' '--output:where to write the config (default: -c, $SYNCD_CONFIG or the XDG path)' '--username:the login name (default: the address)' '--password-command:a command that prints the password; goes into the config instead of the keyring' '--no-keyring:do not store the password in the keyring' '--name:account name (default: the domain'\''s first part)' '--maildir:default: ~/Mail/ACCOUNT' '--ca-file:trust this CA (a private CA)' '--timeout:per DNS query and per connection attempt (default: 10)' '--force:replace an existing config file') ;;
         'password') reply=('-h:show this help message and exit' '--help:show this help message and exit' '-c:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '--config:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '-v:more detail' '--verbose:more detail' '-q:only warnings and errors' '--quiet:only warnings and errors') ;;
         'password set') reply=('-h:show this help message and exit' '--help:show this help message and exit' '-c:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '--config:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '-v:more detail' '--verbose:more detail' '-q:only warnings and errors' '--quiet:only warnings and errors') ;;
+        'oauth') reply=('-h:show this help message and exit' '--help:show this help message and exit' '-c:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '--config:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '-v:more detail' '--verbose:more detail' '-q:only warnings and errors' '--quiet:only warnings and errors') ;;
+        'oauth login') reply=('-h:show this help message and exit' '--help:show this help message and exit' '-c:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '--config:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '-v:more detail' '--verbose:more detail' '-q:only warnings and errors' '--quiet:only warnings and errors' '--device:show a code to enter on any device instead (no browser on this machine)' '--no-browser:print the URL only; do not open a browser' '--timeout:how long to wait for the browser to come back (default: 300)') ;;
         'import') reply=('-h:show this help message and exit' '--help:show this help message and exit') ;;
         'import mbsync') reply=('-h:show this help message and exit' '--help:show this help message and exit' '-o:write the syncd config to FILE (mode 0600) instead of standard output' '--output:write the syncd config to FILE (mode 0600) instead of standard output' '--force:replace an existing output file') ;;
         'import offlineimap') reply=('-h:show this help message and exit' '--help:show this help message and exit' '-o:write the syncd config to FILE (mode 0600) instead of standard output' '--output:write the syncd config to FILE (mode 0600) instead of standard output' '--force:replace an existing output file') ;;
@@ -59,6 +63,8 @@ _syncd_table() {
         'init') reply=('-c' '--config' '-o' '--output' '--username' '--password-command' '--name' '--maildir' '--ca-file' '--timeout') ;;
         'password') reply=('-c' '--config') ;;
         'password set') reply=('-c' '--config') ;;
+        'oauth') reply=('-c' '--config') ;;
+        'oauth login') reply=('-c' '--config' '--timeout') ;;
         'import') reply=() ;;
         'import mbsync') reply=('-o' '--output') ;;
         'import offlineimap') reply=('-o' '--output') ;;
@@ -100,6 +106,11 @@ _syncd_table() {
         'password|--config') reply=(@file) ;;
         'password set|-c') reply=(@file) ;;
         'password set|--config') reply=(@file) ;;
+        'oauth|-c') reply=(@file) ;;
+        'oauth|--config') reply=(@file) ;;
+        'oauth login|-c') reply=(@file) ;;
+        'oauth login|--config') reply=(@file) ;;
+        'oauth login|--timeout') reply=() ;;
         'import mbsync|-o') reply=(@file) ;;
         'import mbsync|--output') reply=(@file) ;;
         'import offlineimap|-o') reply=(@file) ;;
@@ -126,6 +137,8 @@ _syncd_table() {
         'init') reply=() ;;
         'password') reply=() ;;
         'password set') reply=(imap pop3 smtp) ;;
+        'oauth') reply=() ;;
+        'oauth login') reply=() ;;
         'import') reply=() ;;
         'import mbsync') reply=(@file) ;;
         'import offlineimap') reply=(@file) ;;

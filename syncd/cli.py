@@ -22,7 +22,7 @@ from syncd import __version__
 if TYPE_CHECKING:
     import argparse
 
-    from syncd.config import AccountConfig, Config
+    from syncd.config import AccountConfig, Config, OAuth2Config
     from syncd.configfile import Routes
     from syncd.engine import SyncReport
 
@@ -133,6 +133,30 @@ def build_parser() -> argparse.ArgumentParser:
     pws = pw_sub.add_parser("set", parents=[common], help="store a password in the keyring")
     pws.add_argument("account")
     pws.add_argument("role", nargs="?", choices=["imap", "pop3", "smtp"], default=None)
+    oa = sub.add_parser("oauth", parents=[common], help="OAuth2 sign-in (Gmail, Microsoft 365)")
+    oa_sub = oa.add_subparsers(dest="oauth_command", metavar="ACTION", parser_class=_Parser)
+    oa_sub.required = True
+    oal = oa_sub.add_parser(
+        "login",
+        parents=[common],
+        help="sign in once in a browser; the refresh token goes into the keyring",
+    )
+    oal.add_argument("account", help="the account, as named under accounts: in the config")
+    oal.add_argument(
+        "--device",
+        action="store_true",
+        help="show a code to enter on any device instead (no browser on this machine)",
+    )
+    oal.add_argument(
+        "--no-browser", action="store_true", help="print the URL only; do not open a browser"
+    )
+    oal.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long to wait for the browser to come back (default: 300)",
+    )
     _add_migration_commands(sub, common, _Parser)
     return p
 
@@ -157,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "status": cmd_status,
         "check": cmd_check,
         "password": cmd_password,
+        "oauth": cmd_oauth,
         "import": cmd_import,
         "mailboxes": cmd_mailboxes,
         "completion": cmd_completion,
@@ -290,7 +315,7 @@ def cmd_sync(args: argparse.Namespace) -> int:
 def _sync_one(cfg: Config, acct: AccountConfig, args: argparse.Namespace) -> SyncReport | None:
     from dataclasses import replace
 
-    from syncd.credentials import get_secret
+    from syncd.credentials import secret_for
     from syncd.engine import sync_account
     from syncd.errors import SyncdError
 
@@ -307,7 +332,7 @@ def _sync_one(cfg: Config, acct: AccountConfig, args: argparse.Namespace) -> Syn
             return fetch_account(
                 acct,
                 cfg.state_dir,
-                lambda: get_secret(pop3),
+                secret_for(pop3),
                 dry_run=args.dry_run,
                 progress=pop_bar,
             )
@@ -320,7 +345,7 @@ def _sync_one(cfg: Config, acct: AccountConfig, args: argparse.Namespace) -> Syn
         return sync_account(
             acct,
             cfg.state_dir,
-            lambda: get_secret(imap),
+            secret_for(imap),
             policy=policy,
             only_folder=args.folder,
             dry_run=args.dry_run,
@@ -394,7 +419,7 @@ def _send_account(
     cfg: Config, acct: AccountConfig, args: argparse.Namespace, *, force: bool
 ) -> bool:
     """Drain one account's outbox and print what happened; False when the user must act."""
-    from syncd.credentials import get_secret
+    from syncd.credentials import secret_for
     from syncd.engine.send import drain
     from syncd.errors import SyncdError
 
@@ -406,8 +431,8 @@ def _send_account(
         report = drain(
             acct,
             cfg.state_dir,
-            lambda: get_secret(smtp),
-            imap_secret=(lambda: get_secret(imap)) if imap is not None else None,
+            secret_for(smtp),
+            imap_secret=secret_for(imap) if imap is not None else None,
             force=force,
             lock_wait=5.0,
         )
@@ -818,7 +843,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from syncd.credentials import get_secret
+    from syncd.credentials import secret_for
     from syncd.drivers.probe import probe
     from syncd.errors import SyncdError
 
@@ -832,13 +857,28 @@ def cmd_check(args: argparse.Namespace) -> int:
             user = f"{server.username}@" if server.username else ""
             label = f"{acct.name}/{server.role} {user}{server.host}:{server.port}"
             try:
-                detail = probe(server, lambda s=server: get_secret(s))  # type: ignore[misc]
+                detail = probe(server, secret_for(server))
             except SyncdError as exc:
                 print(f"{label}: FAILED: {exc}")
                 bad = True
                 continue
             print(f"{label}: OK{', ' + detail if detail else ''}")
+        if acct.oauth2 is not None:
+            print(_oauth_check_line(acct.name, acct.oauth2))
     return EXIT_FAILED if bad else EXIT_OK
+
+
+def _oauth_check_line(account: str, oauth2: OAuth2Config) -> str:
+    """Where the account's OAuth2 grant is kept and when its access token ends (never a token)."""
+    from syncd import oauth
+
+    where, left = oauth.token_status(oauth2)
+    line = f"{account}/oauth2 ({oauth2.provider.value}, client {oauth2.client_id}): refresh token "
+    line += f"in {where}"
+    if left is None:
+        return line + "; no access token obtained"
+    until = time.strftime("%H:%M:%S", time.localtime(time.time() + left))
+    return line + f"; the access token expires at {until} (in {max(0, round(left))} s)"
 
 
 # -- init ----------------------------------------------------------------------------
@@ -939,6 +979,66 @@ def cmd_password(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     print(f"stored the {role} password of {args.account} in the keyring (service syncd)")
     return EXIT_OK
+
+
+# -- oauth ---------------------------------------------------------------------------
+
+
+def cmd_oauth(args: argparse.Namespace) -> int:
+    """``syncd oauth login ACCOUNT``: 0 stored, 1 the sign-in failed, 2 bad config or usage."""
+    from syncd import oauth
+    from syncd.errors import ConfigError, SyncdError
+
+    cfg = _config_or_exit(args)
+    if isinstance(cfg, int):
+        return cfg
+    try:
+        acct = cfg.account(args.account)
+    except ConfigError as exc:
+        print(f"syncd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if acct.oauth2 is None:
+        print(
+            f"syncd: account {acct.name} has no oauth2: block; add one (provider, client_id) "
+            "and set auth: xoauth2 in its server sections (see the README, OAuth2)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    try:
+        result = oauth.login(
+            acct.oauth2,
+            device=args.device,
+            say=lambda line: print(line, flush=True),
+            open_browser=not args.no_browser,
+            timeout=args.timeout,
+        )
+    except SyncdError as exc:
+        print(f"syncd: oauth login {acct.name}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"Signed in. The refresh token of {acct.name} is in {result.where}.")
+    print(f"Check the logins with: syncd check{_config_flag(args)}")
+    _wake_daemon(cfg)
+    return EXIT_OK
+
+
+def _config_flag(args: argparse.Namespace) -> str:
+    import shlex
+
+    return f" -c {shlex.quote(str(args.config))}" if args.config else ""
+
+
+def _wake_daemon(cfg: Config) -> None:
+    """A running daemon waits long after a refused login: tell it to try again now."""
+    import signal
+
+    from syncd.daemon.status import read_status_file
+
+    live = read_status_file(cfg.state_dir)
+    if live is None:
+        return
+    with contextlib.suppress(OSError):
+        os.kill(int(live["pid"]), signal.SIGUSR1)
+        print(f"Told the running daemon (pid {live['pid']}) to log in again now.")
 
 
 # -- import, mailboxes, completion, man ------------------------------------------------

@@ -51,6 +51,8 @@ __all__ = [
     "Config",
     "ImapConfig",
     "Layout",
+    "OAuth2Config",
+    "OAuth2Provider",
     "Pop3Config",
     "SecretKind",
     "SecretSource",
@@ -98,6 +100,43 @@ class SecretKind(enum.Enum):
     KEYRING = "keyring"
     COMMAND = "command"
     LITERAL = "literal"
+    OAUTH2 = "oauth2"  # the account's oauth2: block (syncd.oauth)
+
+
+class OAuth2Provider(enum.Enum):
+    GOOGLE = "google"
+    MICROSOFT = "microsoft"
+    CUSTOM = "custom"
+
+
+@dataclass(frozen=True, slots=True)
+class OAuth2Config:
+    """An account's ``oauth2:`` block, with the provider's endpoints and scopes filled in.
+
+    The refresh token is never part of it: it lives in the system keyring (service
+    ``syncd``, key ``ACCOUNT/oauth2-refresh``) or comes from ``refresh_token_command``.
+    """
+
+    account: str
+    provider: OAuth2Provider
+    client_id: str
+    auth_url: str
+    token_url: str
+    device_url: str | None
+    """None: the provider (or custom server) has no device flow configured."""
+    scopes: tuple[str, ...]
+    client_secret: str | None = field(default=None, repr=False)
+    client_secret_command: str | None = None
+    refresh_token_command: str | None = None
+    """Reads the refresh token (first line of stdout) instead of the keyring."""
+    refresh_token_store_command: str | None = None
+    """Gets a new refresh token on its stdin (login, rotation); only with the above."""
+    auth_params: tuple[tuple[str, str], ...] = ()
+    """Extra query parameters of the authorization URL (the provider's own)."""
+
+    @property
+    def keyring_key(self) -> str:
+        return f"{self.account}/oauth2-refresh"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +150,8 @@ class SecretSource:
     """``password_command`` or ``token_command`` text, run by a shell (COMMAND only)."""
     value: str | None = field(default=None, repr=False)
     """The literal ``password:`` (LITERAL only); kept out of ``repr``."""
+    oauth2: OAuth2Config | None = None
+    """The account's ``oauth2:`` block (OAUTH2 only)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +227,8 @@ class AccountConfig:
     guard_min_messages: int
     on_new_mail: tuple[str, ...] | None
     """argv of a command to run after new mail arrived, or None."""
+    oauth2: OAuth2Config | None = None
+    """The ``oauth2:`` block: the built-in OAuth2 flow (``syncd oauth login``)."""
 
     @property
     def policy(self) -> Policy:
@@ -372,7 +415,48 @@ _ACCOUNT_KEYS: Final = (
     "max_delete_share",
     "guard_min_messages",
     "on_new_mail",
+    "oauth2",
 )
+_OAUTH2_KEYS: Final = (
+    "provider",
+    "client_id",
+    "client_secret",
+    "client_secret_command",
+    "tenant",
+    "auth_url",
+    "token_url",
+    "device_url",
+    "scopes",
+    "refresh_token_command",
+    "refresh_token_store_command",
+)
+_OAUTH2_URL_KEYS: Final = ("auth_url", "token_url", "device_url")
+_MICROSOFT: Final = "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/"
+_PRESETS: Final[dict[OAuth2Provider, dict[str, Any]]] = {
+    # https://developers.google.com/identity/protocols/oauth2/native-app; the Gmail IMAP,
+    # POP3 and SMTP scope is https://mail.google.com/ (Google's device flow refuses it).
+    OAuth2Provider.GOOGLE: {
+        "auth_url": "https://accounts.google.com/o/oauth2/auth",
+        "token_url": "https://oauth2.googleapis.com/token",
+        "device_url": "https://oauth2.googleapis.com/device/code",
+        "scopes": ("https://mail.google.com/",),
+        "auth_params": (("access_type", "offline"),),
+    },
+    # https://learn.microsoft.com/en-us/exchange/client-developer/legacy-protocols/
+    # how-to-authenticate-an-imap-pop-smtp-application-by-using-oauth
+    OAuth2Provider.MICROSOFT: {
+        "auth_url": _MICROSOFT + "authorize",
+        "token_url": _MICROSOFT + "token",
+        "device_url": _MICROSOFT + "devicecode",
+        "scopes": (
+            "https://outlook.office.com/IMAP.AccessAsUser.All",
+            "https://outlook.office.com/POP.AccessAsUser.All",
+            "https://outlook.office.com/SMTP.Send",
+            "offline_access",
+        ),
+        "auth_params": (),
+    },
+}
 _SERVER_KEYS: Final = (
     "host",
     "port",
@@ -452,6 +536,8 @@ class _Walker:
     def __init__(self, source: str, base_dir: Path) -> None:
         self.source = source
         self.base_dir = base_dir
+        self.account_oauth2: OAuth2Config | None = None
+        """The ``oauth2:`` block of the account being read (its server sections use it)."""
         self.lines: dict[str, int] = {}
         """Key path -> line of its key, for errors found after the values are converted."""
         self._constructor = SafeConstructor()
@@ -706,6 +792,9 @@ class _Walker:
         if (layout_node := section.get("layout")) is not None:
             layout = self.choice(layout_node, section.path("layout"), Layout, "layout")
 
+        self.account_oauth2 = None
+        if (oauth_node := section.get("oauth2")) is not None:
+            self.account_oauth2 = self.oauth2(name, oauth_node, section.path("oauth2"))
         if "imap" in section and "pop3" in section:
             self.fail(
                 section.path("pop3"),
@@ -747,6 +836,16 @@ class _Walker:
         if (hook_node := section.get("on_new_mail")) is not None:
             on_new_mail = self.command(hook_node, section.path("on_new_mail"))
 
+        oauth2 = self.account_oauth2
+        if oauth2 is not None and not any(
+            server.secret.kind is SecretKind.OAUTH2 for server in (imap, pop3, smtp) if server
+        ):
+            self.fail(
+                section.path("oauth2"),
+                "no server section uses this oauth2: block; set auth: xoauth2 (or "
+                "oauthbearer) in imap:, pop3: or smtp:, or remove the block",
+                section.key_line("oauth2"),
+            )
         return AccountConfig(
             name=name,
             maildir=maildir,
@@ -759,6 +858,117 @@ class _Walker:
             max_delete_share=max_delete_share,
             guard_min_messages=guard_min_messages,
             on_new_mail=on_new_mail,
+            oauth2=oauth2,
+        )
+
+    def oauth2(self, account: str, node: Node, kp: str) -> OAuth2Config:
+        """The ``oauth2:`` block, with a provider's preset endpoints and scopes filled in."""
+        section = self.mapping(node, kp, _OAUTH2_KEYS, what="the account's OAuth2 settings")
+        provider = self.choice(
+            self.require(section, "provider"), section.path("provider"), OAuth2Provider, "provider"
+        )
+        client_id = self.text(
+            self.require(section, "client_id"), section.path("client_id"), what="a client ID"
+        ).strip()
+        texts: dict[str, str] = {}
+        for key in ("client_secret", "client_secret_command", "tenant"):
+            if (value := section.get(key)) is not None:
+                texts[key] = self.text(value, section.path(key)).strip()
+        for key in ("refresh_token_command", "refresh_token_store_command"):
+            if (value := section.get(key)) is not None:
+                texts[key] = self.text(value, section.path(key), what="a shell command").strip()
+        if "client_secret" in texts and "client_secret_command" in texts:
+            self.fail(
+                section.path("client_secret_command"),
+                "give only one of client_secret and client_secret_command",
+                section.key_line("client_secret_command"),
+            )
+        if "refresh_token_store_command" in texts and "refresh_token_command" not in texts:
+            self.fail(
+                section.path("refresh_token_store_command"),
+                "refresh_token_store_command only works with refresh_token_command (which "
+                "reads back what it stored); without both, the token goes into the keyring",
+                section.key_line("refresh_token_store_command"),
+            )
+        if "tenant" in texts and provider is not OAuth2Provider.MICROSOFT:
+            self.fail(
+                section.path("tenant"),
+                "tenant only exists for provider: microsoft; remove it",
+                section.key_line("tenant"),
+            )
+        urls: dict[str, str] = {}
+        for key in _OAUTH2_URL_KEYS:
+            if (value := section.get(key)) is None:
+                continue
+            if provider is not OAuth2Provider.CUSTOM:
+                self.fail(
+                    section.path(key),
+                    f"{key} comes from provider: {provider.value}; remove it, or use "
+                    "provider: custom to give every endpoint yourself",
+                    section.key_line(key),
+                )
+            urls[key] = self.url(value, section.path(key))
+        scopes: tuple[str, ...] | None = None
+        if (scopes_node := section.get("scopes")) is not None:
+            scopes = self.strings(scopes_node, section.path("scopes"), allow_empty=False)
+        params: tuple[tuple[str, str], ...] = ()
+        if provider is OAuth2Provider.CUSTOM:
+            for key in ("auth_url", "token_url"):
+                if key not in urls:
+                    self.fail(
+                        kp,
+                        f'provider: custom needs "{key}" (the server\'s {key[:-4]} endpoint)',
+                        section.line,
+                    )
+            if scopes is None:
+                self.fail(
+                    kp,
+                    'provider: custom needs "scopes" (what the server calls access to mail)',
+                    section.line,
+                )
+        else:
+            preset = _PRESETS[provider]
+            tenant = texts.get("tenant", "common")
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", tenant):
+                self.fail(
+                    section.path("tenant"),
+                    f"expected a tenant ID or domain (or common, organizations, consumers), "
+                    f"got {tenant!r}",
+                    section.key_line("tenant"),
+                )
+            urls = {key: str(preset[key]).format(tenant=tenant) for key in _OAUTH2_URL_KEYS}
+            scopes = scopes if scopes is not None else tuple(preset["scopes"])
+            params = tuple(preset["auth_params"])
+        return OAuth2Config(
+            account=account,
+            provider=provider,
+            client_id=client_id,
+            auth_url=urls["auth_url"],
+            token_url=urls["token_url"],
+            device_url=urls.get("device_url"),
+            scopes=scopes,
+            client_secret=texts.get("client_secret"),
+            client_secret_command=texts.get("client_secret_command"),
+            refresh_token_command=texts.get("refresh_token_command"),
+            refresh_token_store_command=texts.get("refresh_token_store_command"),
+            auth_params=params,
+        )
+
+    def url(self, node: Node, keypath: str) -> str:
+        """An https URL, or http to a loopback host (RFC 8252's rule for tokens)."""
+        from urllib.parse import urlsplit
+
+        raw = self.text(node, keypath, what="a URL").strip()
+        parts = urlsplit(raw)
+        host = parts.hostname or ""
+        if parts.scheme == "https" and host:
+            return raw
+        if parts.scheme == "http" and host and _is_loopback(host):
+            return raw
+        self.fail(
+            keypath,
+            f"expected an https:// URL (http:// only to a loopback address), got {raw!r}",
+            _line(node),
         )
 
     def addresses(self, node: Node, keypath: str) -> tuple[str, ...]:
@@ -940,6 +1150,17 @@ class _Walker:
                 section.key_line(second),
             )
         chosen = given[0] if given else None
+        if auth in _OAUTH and chosen is None:
+            if self.account_oauth2 is None:
+                self.fail(
+                    section.path("auth"),
+                    f"auth: {auth.value} needs an OAuth2 access token: add an oauth2: block to "
+                    f"accounts.{account} (provider, client_id; then run `syncd oauth login "
+                    f"{account}`), or a token_command here (a command printing a fresh token)",
+                    section.key_line("auth"),
+                )
+            oauth2 = self.account_oauth2
+            return SecretSource(SecretKind.OAUTH2, oauth2.keyring_key, oauth2=oauth2)
         if auth in _OAUTH:
             if chosen != "token_command":
                 where = chosen if chosen is not None else "auth"

@@ -15,7 +15,14 @@ from syncd.config import AuthMethod, SecretKind, ServerConfig
 from syncd.errors import CredentialError
 from syncd.log import register_secret
 
-__all__ = ["KEYRING_SERVICE", "get_secret", "set_secret"]
+__all__ = [
+    "KEYRING_SERVICE",
+    "SecretGetter",
+    "get_secret",
+    "run_secret_command",
+    "secret_for",
+    "set_secret",
+]
 
 KEYRING_SERVICE: Final = "syncd"
 ROLES: Final = ("imap", "pop3", "smtp")
@@ -27,7 +34,8 @@ def get_secret(server: ServerConfig) -> str:
     """The password (or OAuth2 access token) for ``server``, fetched anew on each call.
 
     A command is run every time, so a token command can hand out fresh tokens; callers that
-    want to cache should do so themselves.
+    want to cache should do so themselves. The built-in OAuth2 flow (``oauth2:``) hands out
+    the account's cached access token, refreshed when it is about to expire.
     """
     source = server.secret
     account, _, role = source.keyring_key.partition("/")
@@ -36,14 +44,46 @@ def get_secret(server: ServerConfig) -> str:
         if not source.value:
             raise CredentialError(f"{where}: the password in the config is empty")
         secret = source.value
+    elif source.kind is SecretKind.OAUTH2:
+        from syncd import oauth
+
+        assert source.oauth2 is not None
+        secret = oauth.access_token(source.oauth2)
     elif source.kind is SecretKind.COMMAND:
         if not source.command:
             raise CredentialError(f"{where}: the command for the secret is empty")
-        secret = _run(source.command, f"{where}.{_command_key(server)}")
+        secret = run_secret_command(source.command, f"{where}.{_command_key(server)}")
     else:
         secret = _from_keyring(source.keyring_key, account, role)
     register_secret(secret)
     return secret
+
+
+class SecretGetter:
+    """``server``'s secret as the drivers want it: call it for the secret.
+
+    :meth:`renew` is for a login the server refused: with the built-in OAuth2 flow it gets a
+    fresh access token (True: try the login once more); for anything else it is False.
+    """
+
+    def __init__(self, server: ServerConfig) -> None:
+        self.server = server
+
+    def __call__(self) -> str:
+        return get_secret(self.server)
+
+    def renew(self, refused: str) -> bool:
+        source = self.server.secret
+        if source.kind is not SecretKind.OAUTH2 or source.oauth2 is None:
+            return False
+        from syncd import oauth
+
+        return oauth.renew(source.oauth2, refused)
+
+
+def secret_for(server: ServerConfig) -> SecretGetter:
+    """A getter for ``server``'s secret that the drivers can also ask to renew a token."""
+    return SecretGetter(server)
 
 
 def set_secret(account: str, role: str, secret: str) -> None:
@@ -71,7 +111,15 @@ def _command_key(server: ServerConfig) -> str:
     return "password_command" if server.auth is AuthMethod.PASSWORD else "token_command"
 
 
-def _run(command: str, where: str) -> str:
+def run_secret_command(
+    command: str, where: str, *, stdin: str | None = None, want_output: bool = True
+) -> str:
+    """Run the user's ``command`` through the shell: its first line of output, or "".
+
+    ``stdin``: text for its standard input (a command that stores a secret); otherwise it
+    reads nothing. ``want_output``: an empty first line is an error. Raises CredentialError
+    naming ``where``, never with the output in it.
+    """
     try:
         # shell=True on purpose: the command is the user's own text from their config, and
         # pipes and quoting (`pass show x | head -1`) are what mbsync's PassCmd users expect.
@@ -79,7 +127,8 @@ def _run(command: str, where: str) -> str:
             command,
             shell=True,
             # Never the caller's stdin: under `syncd sendmail` it holds the message.
-            stdin=subprocess.DEVNULL,
+            input=stdin.encode("utf-8") if stdin is not None else None,
+            stdin=subprocess.DEVNULL if stdin is None else None,
             capture_output=True,
             timeout=COMMAND_TIMEOUT,
             check=False,
@@ -103,6 +152,8 @@ def _run(command: str, where: str) -> str:
         detail = f": {stderr}" if stderr else " and printed nothing on stderr"
         raise CredentialError(f"{where}: the command {status}{detail}")
     first = result.stdout.split(b"\n", 1)[0].removesuffix(b"\r")
+    if not want_output:
+        return ""
     if not first:
         raise CredentialError(
             f"{where}: the command printed nothing on its first line of output; "

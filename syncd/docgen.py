@@ -44,6 +44,8 @@ EXIT_STATUS: Final[Mapping[str, str]] = {
     "status": "0",
     "check": "0 all good; 1 otherwise",
     "password set": "0 stored; 1 not stored",
+    "oauth login": "0 signed in and the refresh token stored; 1 the sign-in failed or the token "
+    "could not be stored; 2 bad config, unknown account or no oauth2: block",
     "import": "0 a config was written (what could not be translated is listed on stderr); "
     "1 nothing could be imported, or the output could not be written",
     "mailboxes": "0; 2 bad config or unknown account",

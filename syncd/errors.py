@@ -8,6 +8,7 @@
     └── StoreError           a driver failed talking to its store
         ├── TransientError   network, timeout, server busy: retry with backoff
         ├── AuthError        login refused: stop the account until config or secret change
+        │   └── LoginRequired  the OAuth2 grant is gone: the user must run `syncd oauth login`
         ├── TLSError         certificate or TLS refused: like AuthError, not retried hot
         ├── FolderError      one folder is unusable: skip it, go on with the others
         └── MessageError     one message is unusable: skip it, go on with the folder
@@ -24,6 +25,7 @@ __all__ = [
     "CredentialError",
     "FolderError",
     "LockedError",
+    "LoginRequired",
     "MessageError",
     "StateError",
     "StoreError",
@@ -71,6 +73,19 @@ class TransientError(StoreError):
 
 class AuthError(StoreError):
     """The server refused the credentials."""
+
+
+class LoginRequired(AuthError):
+    """No usable OAuth2 refresh token: none stored, or the provider revoked or expired it.
+
+    Nothing syncd can retry fixes it; the text ends with the command that does
+    (``syncd oauth login ACCOUNT``), which :attr:`command` holds on its own.
+    """
+
+    def __init__(self, message: str, *, account: str) -> None:
+        self.command = f"syncd oauth login {account}"
+        super().__init__(f"{message}; run: {self.command}")
+        self.account = account
 
 
 class TLSError(StoreError):

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -167,9 +168,9 @@ class AccountWorker(threading.Thread):
     # -- the worker thread -----------------------------------------------------------
 
     def _secret_for(self, server: Any) -> Callable[[], str]:
-        from syncd.credentials import get_secret
+        from syncd.credentials import secret_for
 
-        return lambda: get_secret(server)
+        return secret_for(server)
 
     def run(self) -> None:
         acct = self.account
@@ -621,14 +622,18 @@ class Supervisor:
         workers = list(self.workers.values())
         n = len(workers)
         folders = sum(w.status.folders for w in workers)
-        offline = [
-            w.account.name for w in workers if live_state(w)[0] in ("offline", "auth-failed")
-        ]
+        states = {w.account.name: live_state(w) for w in workers}
+        offline = [name for name, (state, _) in states.items() if state in _OFFLINE]
         last = max((w.status.last_sync or 0 for w in workers), default=0)
         parts = [f"{n} account{'s' if n != 1 else ''}", f"{folders} folders"]
         parts.append(f"outbox {self._outbox_depth()}")
         if offline:
             parts.append("offline: " + ", ".join(offline))
+        for name, (_, error) in states.items():
+            # What only the user can fix goes on the STATUS= line with the fix.
+            command = login_command(error)
+            if command is not None:
+                parts.append(f"{name} needs a new OAuth2 login, run: {command}")
         parts.append("last sync " + (time.strftime("%H:%M", time.localtime(last)) if last else "-"))
         return ", ".join(parts)
 
@@ -675,6 +680,16 @@ class Supervisor:
         write_status_file(self.config.state_dir, data)
 
 
+_OFFLINE = ("offline", "auth-failed")
+_LOGIN_COMMAND = re.compile(r"run: (syncd oauth login [A-Za-z0-9_-]+)")
+
+
+def login_command(error: str | None) -> str | None:
+    """The ``syncd oauth login ACCOUNT`` a LoginRequired error asks for, if ``error`` is one."""
+    match = _LOGIN_COMMAND.search(error or "")
+    return match.group(1) if match else None
+
+
 def live_state(worker: AccountWorker) -> tuple[str, str | None]:
     """The account's state and error as ``syncd status`` shows them.
 
@@ -686,7 +701,11 @@ def live_state(worker: AccountWorker) -> tuple[str, str | None]:
     if st.state == "idle":
         for idler in worker.idlers:
             if not idler.connected and idler.last_error:
-                return "offline", f"IDLE on {idler.folder}: {idler.last_error}"
+                # An IDLE login refused for want of an OAuth2 grant is no network trouble.
+                state = "auth-failed" if login_command(idler.last_error) else "offline"
+                return state, f"IDLE on {idler.folder}: {idler.last_error}"
+    if st.state != "auth-failed" and login_command(st.send_error):
+        return "auth-failed", f"outbox: {st.send_error}"
     return st.state, st.last_error
 
 

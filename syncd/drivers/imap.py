@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from syncd.drivers import tls
+from syncd.drivers.auth import renewed
 from syncd.errors import (
     AuthError,
     FolderError,
@@ -520,7 +521,7 @@ class ImapSession:
         return self._client
 
     def connect(self) -> None:
-        from syncd.config import AuthMethod, TlsMode
+        from syncd.config import TlsMode
 
         cfg = self.cfg
         where = f"IMAP {cfg.host}:{cfg.port}"
@@ -572,12 +573,14 @@ class ImapSession:
                 secret = "" if preauth else self._secret()
                 if preauth:
                     pass  # PREAUTH greeting: the tunnel is already logged in
-                elif cfg.auth is AuthMethod.XOAUTH2:
-                    client.oauth2_login(cfg.username, secret)
-                elif cfg.auth is AuthMethod.OAUTHBEARER:
-                    client.oauthbearer_login(cfg.username, secret)
                 else:
-                    client.login(cfg.username, secret)
+                    try:
+                        with map_errors(where):
+                            self._login(client, secret)
+                    except AuthError:
+                        if not renewed(self._secret, secret):
+                            raise
+                        self._login(client, self._secret())
                 self.caps = frozenset(c.decode().upper() for c in client.capabilities())
                 self.strategy = Strategy.of(self.caps)
                 if self.strategy.enable:
@@ -595,6 +598,17 @@ class ImapSession:
             log.debug("connected to %s, capabilities: %s", where, " ".join(sorted(self.caps)))
         else:
             log.debug("connected to %s", where)
+
+    def _login(self, client: IMAPClient, secret: str) -> None:
+        from syncd.config import AuthMethod
+
+        cfg = self.cfg
+        if cfg.auth is AuthMethod.XOAUTH2:
+            client.oauth2_login(cfg.username, secret)
+        elif cfg.auth is AuthMethod.OAUTHBEARER:
+            client.oauthbearer_login(cfg.username, secret)
+        else:
+            client.login(cfg.username, secret)
 
     def _learn_namespace(self, client: IMAPClient) -> None:
         """The personal namespace: from the config, else from NAMESPACE (RFC 2342)."""

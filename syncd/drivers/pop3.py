@@ -63,6 +63,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
 from syncd.drivers import tls
+from syncd.drivers.auth import renewed
 from syncd.errors import AuthError, MessageError, StoreError, TLSError, TransientError
 
 if TYPE_CHECKING:
@@ -275,7 +276,13 @@ class Pop3Session:
 
         cfg = self.cfg
         if cfg.auth in (AuthMethod.XOAUTH2, AuthMethod.OAUTHBEARER):
-            self._sasl(cfg.auth.value.upper())
+            token = self._secret()
+            try:
+                self._sasl(cfg.auth.value.upper(), token)
+            except AuthError:
+                if not renewed(self._secret, token):
+                    raise
+                self._sasl(cfg.auth.value.upper(), self._secret())
             return
         with self._map(Stage.LOGIN):
             if self.apop:
@@ -291,7 +298,7 @@ class Pop3Session:
                 self.pop.pass_(self._secret())
                 self.mechanism = "USER"
 
-    def _sasl(self, mechanism: str) -> None:
+    def _sasl(self, mechanism: str, token: str) -> None:
         cfg = self.cfg
         with self._map(Stage.LOGIN):
             offered = self._capa().get("SASL")
@@ -300,7 +307,6 @@ class Pop3Session:
                     f"{self.where}: auth: {mechanism.lower()} is configured, but the server "
                     f"offers only: {' '.join(offered) or 'no SASL mechanism'}"
                 )
-            token = self._secret()
             if mechanism == "XOAUTH2":
                 raw = f"user={cfg.username}\x01auth=Bearer {token}\x01\x01"
                 abort = b""

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from syncd.drivers import tls
+from syncd.drivers.auth import renewed
 from syncd.errors import AuthError, StoreError, SyncdError, TLSError, TransientError
 
 if TYPE_CHECKING:
@@ -241,6 +242,18 @@ class SmtpSession:
             )
             return
         secret = self._secret()
+        try:
+            self._auth(smtp, secret)
+        except AuthError:
+            if not renewed(self._secret, secret):
+                raise
+            self._auth(smtp, self._secret())
+        self.authenticated = True
+
+    def _auth(self, smtp: smtplib.SMTP, secret: str) -> None:
+        from syncd.config import AuthMethod
+
+        cfg = self.cfg
         with _mapped(cfg, "AUTH"):
             if cfg.auth is AuthMethod.PASSWORD:
                 smtp.login(cfg.username, secret)
@@ -259,7 +272,6 @@ class SmtpSession:
                     return blob if challenge is None else ""
 
                 smtp.auth(mechanism, answer)
-        self.authenticated = True
 
     def close(self) -> None:
         smtp, self._smtp = self._smtp, None

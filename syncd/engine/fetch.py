@@ -443,9 +443,9 @@ def fetch_account(
 
 def daemon_poll(config: Config, account: AccountConfig) -> SyncReport:
     """The daemon's entry point (syncd.daemon.supervisor): one poll with the stored secret."""
-    from syncd.credentials import get_secret
+    from syncd.credentials import secret_for
 
     pop3 = account.pop3
     if pop3 is None:
         raise ValueError(f"account {account.name} has no pop3 section")
-    return fetch_account(account, config.state_dir, lambda: get_secret(pop3))
+    return fetch_account(account, config.state_dir, secret_for(pop3))

@@ -786,7 +786,7 @@ def daemon_drain(config: Config, account: AccountConfig) -> SendReport:
     backs off the account as a whole (TransientError: offline; AuthError/TLSError: wait for
     a fix); the messages themselves stay queued either way.
     """
-    from syncd.credentials import get_secret
+    from syncd.credentials import secret_for
 
     smtp, imap = account.smtp, account.imap
     if smtp is None:
@@ -794,8 +794,8 @@ def daemon_drain(config: Config, account: AccountConfig) -> SendReport:
     report = drain(
         account,
         config.state_dir,
-        lambda: get_secret(smtp),
-        imap_secret=(lambda: get_secret(imap)) if imap is not None else None,
+        secret_for(smtp),
+        imap_secret=secret_for(imap) if imap is not None else None,
         lock_wait=10.0,
     )
     if report.cause is not None:

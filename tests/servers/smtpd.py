@@ -19,7 +19,7 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -140,6 +140,16 @@ class _Handler:
         expected = f"user={self.server.user}\x01auth=Bearer {self.server.token}\x01\x01"
         if self.server.token is not None and text == expected:
             return AuthResult(success=True, auth_data=self.server.user)
+        check = self.server.token_check
+        if check is not None:
+            # A token from an authorization server (tests/servers/authserver.py): valid
+            # when that server says it belongs to the user named in the blob.
+            user, _, rest = text.removeprefix("user=").partition("\x01auth=Bearer ")
+            token = rest.removesuffix("\x01\x01")
+            if token and check(token) == user:
+                with self.server.lock:
+                    self.server.logins.append("XOAUTH2")
+                return AuthResult(success=True, auth_data=user)
         # RFC 7628 style: an error challenge, then the client's empty answer, then 535.
         await server.challenge_auth('{"status":"401"}')
         return AuthResult(success=False, handled=False)
@@ -172,6 +182,7 @@ class Smtpd:
         user: str = USER,
         password: str = PASSWORD,
         token: str | None = None,
+        token_check: Callable[[str], str | None] | None = None,
         mechanisms: Iterable[str] = ("PLAIN", "LOGIN"),
         require_auth: bool = True,
         offer_auth: bool = True,
@@ -185,6 +196,9 @@ class Smtpd:
         self.user = user
         self.password = password
         self.token = token
+        self.token_check = token_check
+        """XOAUTH2 with any token this returns the blob's user name for (an AuthServer's
+        ``check``), besides ``token``."""
         self.mechanisms = tuple(m.upper() for m in mechanisms)
         self.require_auth = require_auth and offer_auth
         self.offer_auth = offer_auth

@@ -1,8 +1,10 @@
 """The ``syncd`` command line: argparse subcommands and the exit codes of CONTRACT.md.
 
 The only module that prints. Heavy modules (imapclient, yaml, sqlite3, keyring) are
-imported inside the commands that need them, so ``syncd --version`` and a mail reader's
-``syncd sendmail`` start fast.
+imported inside the commands that need them, so ``syncd --version`` starts fast. A mail
+reader's ``syncd sendmail`` goes to :mod:`syncd.sendmail` before anything else is built:
+the console script imports this module, so its own imports stay light (no pathlib, no
+typing at run time).
 """
 
 from __future__ import annotations
@@ -12,18 +14,16 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
-from pathlib import Path
-from types import SimpleNamespace
-from typing import TYPE_CHECKING
 
 from syncd import __version__
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
+    from collections.abc import Sequence
+    from pathlib import Path
 
     from syncd.config import AccountConfig, Config, OAuth2Config
-    from syncd.configfile import Routes
     from syncd.engine import SyncReport
 
 EXIT_OK = 0
@@ -46,6 +46,8 @@ def _parser_class() -> type[argparse.ArgumentParser]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from pathlib import Path
+
     _Parser = _parser_class()
     common = _Parser(add_help=False)
     common.add_argument(
@@ -166,7 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if words[:1] == ["sendmail"]:
         # sendmail's options (-oem, -odb, -ti, -F NAME ...) are not argparse's, and this
         # path must stay fast: nothing else is imported or built.
-        return cmd_sendmail(words[1:])
+        from syncd import sendmail
+
+        return sendmail.main(words[1:])
     args = build_parser().parse_args(argv)
     from syncd.log import setup_logging
 
@@ -525,197 +529,6 @@ def _print_outbox(box: dict[str, object], live: object = None) -> None:
         print(f"    failed {item['file']}: {item['reason']}")
 
 
-_SENDMAIL_USAGE = """\
-usage: syncd sendmail [-c FILE] [-a ACCOUNT] [-t] [-f FROM] [-i] [-oi] [RCPT ...] < MESSAGE
-
-Queue one message, read from stdin, in the account's outbox; `syncd send`, `syncd sync` or
-the daemon sends it. Works offline. Recipients are the RCPT arguments, plus the To/Cc/Bcc
-headers with -t (or when no RCPT is given). The account is -a, or the one whose from:
-addresses or username match -f/-r or the From header. Other sendmail options (-oem, -odb,
--bm, -F NAME, -N, -R, -V ...) are accepted and ignored. Exit 0: queued; 75: not queued.
-"""
-# Letters of sendmail options that take a value (attached, -fme@x, or as the next word).
-_SENDMAIL_VALUE_OPTIONS = frozenset("abBcCdeFfhLMNoOpRrVX")
-
-
-def _parse_sendmail(argv: Sequence[str]) -> SimpleNamespace:
-    """getopt-style, like sendmail itself: bundled letters, attached values, ``--``.
-
-    Unknown letters are ignored, so whatever a mail reader passes cannot stop a message.
-    ValueError for an option missing its value or a mode other than -bm.
-    """
-    ns = SimpleNamespace(
-        config=None, account=None, extract=False, sender=None, verbose=0, quiet=False
-    )
-    ns.recipients = []
-    ns.help = False
-    ns.ignored = []
-    words = list(argv)
-    i = 0
-    while i < len(words):
-        word = words[i]
-        i += 1
-        if word == "--":
-            ns.recipients.extend(words[i:])
-            break
-        if word.startswith("--"):
-            name, eq, value = word[2:].partition("=")
-            if name in ("config", "account"):
-                if not eq:
-                    if i >= len(words):
-                        raise ValueError(f"option --{name} needs a value")
-                    value, i = words[i], i + 1
-                setattr(ns, name, Path(value) if name == "config" else value)
-            elif name == "help":
-                ns.help = True
-            elif name in ("verbose", "quiet"):
-                ns.verbose += name == "verbose"
-                ns.quiet |= name == "quiet"
-            else:
-                ns.ignored.append(word)
-            continue
-        if not word.startswith("-") or word == "-":
-            ns.recipients.append(word)
-            continue
-        j = 1
-        while j < len(word):
-            letter = word[j]
-            j += 1
-            if letter == "q":  # -q[time]: queue runs, which syncd does on its own
-                ns.ignored.append(word)
-                break
-            if letter not in _SENDMAIL_VALUE_OPTIONS:
-                if letter == "t":
-                    ns.extract = True
-                elif letter == "v":
-                    ns.verbose += 1
-                elif letter != "i":
-                    ns.ignored.append(f"-{letter}")
-                continue
-            value = word[j:]
-            if not value:
-                if i >= len(words):
-                    raise ValueError(f"option -{letter} needs a value")
-                value, i = words[i], i + 1
-            if letter == "c":
-                ns.config = Path(value)
-            elif letter == "a":
-                ns.account = value
-            elif letter in "fr":
-                ns.sender = value
-            elif letter == "b" and value != "m":
-                raise ValueError(f"sendmail mode -b{value} is not supported; only -bm")
-            elif letter not in "ob":
-                ns.ignored.append(f"-{letter} {value}")
-            break
-    return ns
-
-
-def _sendmail_routes(ns: SimpleNamespace) -> Routes:
-    """The accounts as sendmail needs them: from the last call's notes when the config is
-    unchanged (no YAML, no config walker), else from a full load. ConfigError as the full
-    load gives it, also for an ``-a`` naming no account."""
-    from syncd import configfile
-
-    found = configfile.read(ns.config)
-    if found is not None:
-        routes = configfile.lookup(*found)
-        if routes is not None and (ns.account is None or routes.named(ns.account)):
-            return routes
-    from syncd.config import load_config
-
-    cfg = load_config(ns.config, text=found[1] if found is not None else None)
-    if ns.account is not None:
-        cfg.account(ns.account)  # the error that lists the accounts there are
-    if found is None:
-        return configfile.Routes.from_config(cfg)
-    return configfile.store(*found, cfg)
-
-
-def cmd_sendmail(argv: Sequence[str]) -> int:
-    """``syncd sendmail``: queue stdin in the outbox. 0 when queued, 75 when not."""
-    from syncd.log import setup_logging
-
-    def refuse(why: str) -> int:
-        print(f"syncd sendmail: {why}; the message was NOT queued", file=sys.stderr)
-        return EXIT_TEMPFAIL
-
-    try:
-        ns = _parse_sendmail(argv)
-    except ValueError as exc:
-        return refuse(str(exc))
-    if ns.help:
-        print(_SENDMAIL_USAGE, end="")
-        return EXIT_OK
-    setup_logging(-1 if ns.quiet else ns.verbose - 1)
-
-    from email.utils import getaddresses
-
-    from syncd.drivers.outbox import Envelope, Malformed, Outbox, header_addresses
-    from syncd.errors import SyncdError
-
-    try:
-        raw = sys.stdin.buffer.read()
-    except (OSError, ValueError) as exc:
-        return refuse(f"cannot read the message from stdin: {exc}")
-    # -i/-oi: stdin is always read to its end, as msmtp does; a lone "." never ends it, so
-    # a message can never be cut short.
-    problem = None
-    try:
-        from_header, header_rcpts = header_addresses(raw)
-    except Malformed as exc:
-        from_header, header_rcpts, problem = [], [], str(exc)
-    try:
-        routes = _sendmail_routes(ns)
-    except SyncdError as exc:
-        return refuse(str(exc))
-    if ns.account is not None:
-        acct = routes.named(ns.account)
-        assert acct is not None  # _sendmail_routes raised the config's error otherwise
-    else:
-        sender = ns.sender or (from_header[0] if from_header else "")
-        found = routes.for_sender(sender) if sender else None
-        if found is None and len(routes.accounts) == 1:
-            found = routes.accounts[0]
-        if found is None:
-            return refuse(
-                f"no account sends as {sender or '(no From address)'}; name the account "
-                "with -a ACCOUNT, or list the address under the account's from:"
-            )
-        acct = found
-    if not acct.sends:
-        return refuse(f"account {acct.name} has no smtp: section, so it cannot send")
-
-    for word in [*ns.recipients, ns.sender or ""]:
-        # getaddresses would split "a@x\r\nRCPT TO:<evil@y>" into two recipients.
-        if any(ch in word for ch in "\r\n\0"):
-            return refuse(f"the address {word!r} holds a line break or NUL character")
-    explicit = [a for _, a in getaddresses(ns.recipients) if a]
-    recipients: tuple[str, ...] | None = None
-    if explicit:
-        extra = header_rcpts if ns.extract else []
-        unique: dict[str, str] = {}
-        for address in [*explicit, *extra]:
-            unique.setdefault(address.casefold(), address)
-        recipients = tuple(unique.values())
-    elif not header_rcpts and problem is None:
-        problem = "the message has no recipients (no RCPT argument, no To, Cc or Bcc)"
-    envelope = Envelope(ns.sender or None, recipients, time.time())
-    try:
-        entry = Outbox(acct.outbox).enqueue(raw, envelope)
-    except SyncdError as exc:
-        return refuse(str(exc))
-    if problem is not None:
-        print(
-            f"syncd sendmail: warning: {problem}. It is queued as {entry.path}, and sending "
-            "will move it to failed/ with this reason",
-            file=sys.stderr,
-        )
-    elif ns.verbose:
-        print(f"syncd sendmail: queued as {entry.path}", file=sys.stderr)
-    return EXIT_OK
-
-
 # -- status --------------------------------------------------------------------------
 
 
@@ -1067,6 +880,8 @@ def _add_migration_commands(
     common: argparse.ArgumentParser,
     _Parser: type[argparse.ArgumentParser],
 ) -> None:
+    from pathlib import Path
+
     imp = sub.add_parser(
         "import", help="turn an mbsync, OfflineIMAP or msmtp config into a syncd config"
     )
@@ -1203,10 +1018,11 @@ def cmd_completion(args: argparse.Namespace) -> int:
 
 
 def cmd_man(args: argparse.Namespace) -> int:
+    from syncd import sendmail
     from syncd.docgen import man_page
 
     text = man_page(
-        build_parser(), version=__version__, usage_overrides={"sendmail": _SENDMAIL_USAGE}
+        build_parser(), version=__version__, usage_overrides={"sendmail": sendmail.USAGE}
     )
     print(text, end="")
     return EXIT_OK

@@ -24,7 +24,8 @@ directory through a symlink), which were made when the entry was written. The fi
 secret. It is replaced atomically (a temporary file renamed over it), without fsync: losing it
 costs one full parse.
 
-This module is on ``syncd sendmail``'s start-up path: standard library only, and nothing heavy.
+This module is on ``syncd sendmail``'s start-up path: standard library only, and nothing heavy
+(``os``, ``re``, ``json``; paths are strings, no pathlib or typing at run time).
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ import contextlib
 import json
 import os
 import re
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from syncd import __version__
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Any
+
     from syncd.config import Config
 
 CACHE_NAME = "sendmail.json"
@@ -46,24 +49,46 @@ _FORMAT = 1
 _VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def default_config_path() -> Path:
+def _expanduser(path: str) -> str:
+    """``os.path.expanduser``, with ``Path.expanduser``'s RuntimeError when there is no home."""
+    if not path.startswith("~"):
+        return path
+    expanded = os.path.expanduser(path)
+    if expanded.startswith("~"):
+        raise RuntimeError("Could not determine home directory.")
+    return expanded
+
+
+def config_file() -> str:
     """``$SYNCD_CONFIG``, else ``$XDG_CONFIG_HOME/syncd/config.yaml``, else ``~/.config/...``."""
     explicit = os.environ.get("SYNCD_CONFIG")
     if explicit:
-        return Path(explicit).expanduser()
+        return _expanduser(explicit)
     xdg = os.environ.get("XDG_CONFIG_HOME")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".config"
-    return base / "syncd" / "config.yaml"
+    base = xdg if xdg and os.path.isabs(xdg) else os.path.join(_expanduser("~"), ".config")
+    return os.path.join(base, "syncd", "config.yaml")
 
 
-def cache_dir() -> Path:
+def default_config_path() -> Path:
+    """:func:`config_file` as a Path."""
+    from pathlib import Path
+
+    return Path(config_file())
+
+
+def cache_dir() -> str:
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
-    return base / "syncd"
+    base = xdg if xdg and os.path.isabs(xdg) else os.path.join(_expanduser("~"), ".cache")
+    return os.path.join(base, "syncd")
 
 
 def sender_key(address: str) -> str:
     """How a sender address is compared with an account's ``from:`` and user names."""
+    from syncd.drivers.enqueue import simple_address
+
+    simple = simple_address(address)  # parseaddr's answer, without importing the email package
+    if simple is not None:
+        return simple.casefold()
     from email.utils import parseaddr
 
     return parseaddr(address)[1].casefold() or address.strip().casefold()
@@ -74,7 +99,7 @@ class Route:
 
     __slots__ = ("name", "outbox", "sends")
 
-    def __init__(self, name: str, outbox: Path, sends: bool) -> None:
+    def __init__(self, name: str, outbox: str, sends: bool) -> None:
         self.name = name
         self.outbox = outbox
         self.sends = sends
@@ -90,7 +115,7 @@ class Routes:
 
     @classmethod
     def from_config(cls, config: Config) -> Routes:
-        accounts = [Route(a.name, a.outbox, a.smtp is not None) for a in config.accounts]
+        accounts = [Route(a.name, str(a.outbox), a.smtp is not None) for a in config.accounts]
         senders: dict[str, str] = {}
         for account in config.accounts:  # from: addresses first, across all accounts...
             for address in account.addresses:
@@ -110,56 +135,59 @@ class Routes:
         return None if name is None else self.named(name)
 
 
-def read(path: Path | None) -> tuple[Path, str] | None:
+def read(path: str | os.PathLike[str] | None) -> tuple[str, str] | None:
     """The config file's absolute path and text, or None when it cannot be read as UTF-8."""
     try:
-        absolute = (path if path is not None else default_config_path()).absolute()
-        return absolute, absolute.read_text(encoding="utf-8-sig")
+        name = os.fspath(path) if path is not None else config_file()
+        # Joined, not normalised: "link/../x" must stay the file it names.
+        absolute = name if os.path.isabs(name) else os.path.join(os.getcwd(), name)
+        with open(absolute, encoding="utf-8-sig") as f:
+            return absolute, f.read()
     except (OSError, UnicodeDecodeError, ValueError, RuntimeError):  # RuntimeError: no home
         return None
 
 
-def _stamp(path: Path, text: str) -> dict[str, Any]:
+def _stamp(path: str, text: str) -> dict[str, Any]:
     """Everything the routes of ``text`` at ``path`` depend on besides the text itself."""
     names = {"HOME", *_VARIABLE.findall(text)}
     names.update(n for n in os.environ if n.startswith(("XDG_", "SYNCD_")))
     try:
-        source = Path(__file__).with_name("config.py").stat()
+        source = os.stat(os.path.join(os.path.dirname(__file__), "config.py"))
         code = [__version__, source.st_size, source.st_mtime_ns]
     except OSError:
         code = [__version__, None, None]
     return {
         "format": _FORMAT,
-        "config": str(path),
+        "config": path,
         "code": code,
         "env": {n: os.environ.get(n) for n in sorted(names)},
     }
 
 
-def _private(path: Path) -> bool:
+def _private(path: str) -> bool:
     try:
-        return not path.stat().st_mode & 0o077
+        return not os.stat(path).st_mode & 0o077
     except OSError:
         return False
 
 
-def lookup(path: Path, text: str) -> Routes | None:
+def lookup(path: str, text: str) -> Routes | None:
     """The stored routes for this exact config text, or None (a miss: parse it in full)."""
     try:
-        with (cache_dir() / CACHE_NAME).open(encoding="utf-8") as f:
+        with open(os.path.join(cache_dir(), CACHE_NAME), encoding="utf-8") as f:
             entry = json.load(f)
         if entry.get("text") != text or entry.get("stamp") != _stamp(path, text):
             return None
         if entry["literal"] and not _private(path):
             return None
-        accounts = [Route(n, Path(o), bool(s)) for n, o, s in entry["accounts"]]
+        accounts = [Route(str(n), str(o), bool(s)) for n, o, s in entry["accounts"]]
         senders = {str(k): str(v) for k, v in entry["senders"].items()}
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RuntimeError):
         return None
     return Routes(accounts, senders)
 
 
-def store(path: Path, text: str, config: Config) -> Routes:
+def store(path: str, text: str, config: Config) -> Routes:
     """Keep the routes of ``config``, parsed from ``text`` at ``path``; returns them.
 
     Failing to write is not an error: the next call parses the config again.
@@ -181,14 +209,14 @@ def store(path: Path, text: str, config: Config) -> Routes:
         directory = cache_dir()
     except RuntimeError:  # no home directory to keep it in
         return routes
-    tmp = directory / f".{CACHE_NAME}.{os.getpid()}"
+    tmp = os.path.join(directory, f".{CACHE_NAME}.{os.getpid()}")
     try:
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(entry, f)
-        tmp.replace(directory / CACHE_NAME)
+        os.replace(tmp, os.path.join(directory, CACHE_NAME))
     except OSError:
         with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+            os.unlink(tmp)
     return routes

@@ -22,8 +22,8 @@ never appears in ``new/`` without its envelope.
 Nothing here deletes a message the server has not accepted: the engine calls
 :meth:`Outbox.remove` only for accepted mail; everything else goes to ``failed/``.
 
-This module is on ``syncd sendmail``'s start-up path: it imports only the standard
-library and :mod:`syncd.errors`/:mod:`syncd.model`.
+Writing a message and reading its header live in :mod:`syncd.drivers.enqueue`, which
+``syncd sendmail`` imports alone (it starts once per message); this module adds the rest.
 """
 
 from __future__ import annotations
@@ -35,14 +35,25 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
-from email.utils import formatdate, getaddresses
+from email.utils import formatdate
 from pathlib import Path
 
-from syncd.drivers.files import fsync_dir, hostname
+from syncd.drivers import enqueue as _writer
+from syncd.drivers.enqueue import ENVELOPE_DIR, Malformed, header_addresses
+from syncd.drivers.enqueue import ENVELOPE_SUFFIX as _ENVELOPE_SUFFIX
+from syncd.drivers.enqueue import ENVELOPE_VERSION as _ENVELOPE_VERSION
+from syncd.drivers.enqueue import TMP_SUFFIX as _TMP_SUFFIX
+from syncd.drivers.enqueue import field_name as _name
+from syncd.drivers.enqueue import field_values as _values
+from syncd.drivers.enqueue import oserror_text as _oserror
+from syncd.drivers.enqueue import split_header as _split
+from syncd.drivers.enqueue import unique_addresses as _addresses
+from syncd.drivers.enqueue import write_durably as _write_durably
+from syncd.drivers.files import fsync_dir
 from syncd.errors import MessageError, StoreError
 from syncd.model import to_local_bytes, to_remote_bytes
 
@@ -60,28 +71,15 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ENVELOPE_DIR = ".envelope"
 FAILED_DIR = "failed"
 ERROR_SUFFIX = ".error"
-_ENVELOPE_SUFFIX = ".json"
-_TMP_SUFFIX = ".syncd-tmp"
-_ENVELOPE_VERSION = 1
 # The Maildir convention: a file in tmp/ untouched for 36 hours is a dead writer's.
 _STALE_TMP = 36 * 3600
 _STALE_ENVELOPE = 7 * 24 * 3600
-_DIR_MODE = 0o700
-_FILE_MODE = 0o600
-_O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+_DIR_MODE = _writer.DIR_MODE
 # Anything that could end or split an SMTP command line, or is not an address at all.
 _BAD_ADDRESS = re.compile(r"[\x00-\x20\x7f<>]|^$")
-# In an address field after unfolding: anything but HTAB below space, and DEL.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
-_FIELD_NAME = re.compile(rb"[\x21-\x39\x3b-\x7e]+")
 _STRIPPED = frozenset({b"bcc", b"resent-bcc"})
-
-
-class Malformed(Exception):
-    """The queued input is not a message syncd can send; the text says why, for a user."""
 
 
 # -- the envelope ------------------------------------------------------------------------
@@ -101,13 +99,7 @@ class Envelope:
     """When it was queued (seconds since the epoch); a missing Date header gets this."""
 
     def to_json(self) -> bytes:
-        data = {
-            "version": _ENVELOPE_VERSION,
-            "sender": self.sender,
-            "recipients": list(self.recipients) if self.recipients is not None else None,
-            "queued": self.queued,
-        }
-        return json.dumps(data, ensure_ascii=False, indent=1).encode("utf-8") + b"\n"
+        return _writer.envelope_json(self.sender, self.recipients, self.queued)
 
     @classmethod
     def from_json(cls, raw: bytes) -> Envelope:
@@ -136,61 +128,6 @@ class Envelope:
 # -- reading a message's header ------------------------------------------------------------
 
 
-def _split(raw: bytes) -> tuple[list[bytes], bytes]:
-    """(header fields, each with its continuation lines and line ends; the rest).
-
-    The rest starts with the blank line that ends the header (or is empty). A leading mbox
-    ``From `` line (``git format-patch`` output) is dropped. Malformed when it is not a
-    message.
-    """
-    if not raw.strip():
-        raise Malformed("the message is empty (0 bytes)" if not raw else "the message is blank")
-    pos = 0
-    if raw.startswith(b"From "):
-        end = raw.find(b"\n")
-        pos = len(raw) if end < 0 else end + 1
-    fields: list[bytes] = []
-    number = 0
-    while pos < len(raw):
-        end = raw.find(b"\n", pos)
-        nxt = len(raw) if end < 0 else end + 1
-        line = raw[pos:nxt]
-        number += 1
-        if line in (b"\n", b"\r\n"):
-            break
-        if line[:1] in (b" ", b"\t"):
-            if not fields:
-                raise Malformed("not a message: it starts with an indented line")
-            fields[-1] += line
-        else:
-            name, colon, _ = line.partition(b":")
-            if not colon or not _FIELD_NAME.fullmatch(name.rstrip(b" \t")):
-                shown = line[:60].decode("utf-8", "replace").rstrip()
-                raise Malformed(
-                    f"not a message: line {number} of the header ({shown!r}) is not a "
-                    "header field, and no blank line separates a header from a body before it"
-                )
-            fields.append(line)
-        pos = nxt
-    if not fields:
-        raise Malformed("not a message: it has no header")
-    return fields, raw[pos:]
-
-
-def _name(field: bytes) -> bytes:
-    return field.partition(b":")[0].rstrip(b" \t").lower()
-
-
-def _value(field: bytes) -> str:
-    value = field.partition(b":")[2]
-    value = re.sub(rb"\r?\n(?=[ \t])", b"", value).strip()
-    return value.decode("utf-8", "replace")
-
-
-def _values(fields: Iterable[bytes], name: bytes) -> list[str]:
-    return [_value(f) for f in fields if _name(f) == name]
-
-
 def readable(value: str) -> str:
     """A header value as people read it: RFC 2047 encoded words (``=?utf-8?B?...?=``)
     decoded, control characters (a decoded line break too) turned into spaces, so it is
@@ -200,35 +137,6 @@ def readable(value: str) -> str:
     except (ValueError, LookupError, HeaderParseError):
         text = value
     return re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
-
-
-def _addresses(values: Sequence[str]) -> list[str]:
-    """The unique addresses in header values; Malformed for a line break inside one.
-
-    ``getaddresses`` would read "a@x\\rBcc: evil@y" as two addresses (a group named
-    "Bcc"), so a bare CR or LF left after unfolding would add a recipient nobody meant.
-    """
-    out: list[str] = []
-    seen: set[str] = set()
-    for value in values:
-        if _CONTROL.search(value):
-            raise Malformed(
-                f"an address field holds a line break or control character: {value[:80]!r}"
-            )
-    for _display, address in getaddresses(list(values)):
-        address = address.strip()
-        if address and address.casefold() not in seen:
-            seen.add(address.casefold())
-            out.append(address)
-    return out
-
-
-def header_addresses(raw: bytes) -> tuple[list[str], list[str]]:
-    """(From addresses, To/Cc/Bcc addresses) of a message; Malformed if not a message."""
-    fields, _ = _split(raw)
-    senders = _addresses(_values(fields, b"from"))
-    recipients = _addresses([v for n in (b"to", b"cc", b"bcc") for v in _values(fields, n)])
-    return senders, recipients
 
 
 # -- preparing a queued message for submission -----------------------------------------------
@@ -334,34 +242,6 @@ class FailedEntry:
     mtime: float
 
 
-def _unique_key() -> str:
-    # sendmail runs as its own process: a random part besides pid and time keeps two
-    # messages queued in the same microsecond apart without a shared counter.
-    sec, rest = divmod(time.time_ns(), 1_000_000_000)
-    return f"{sec}.M{rest // 1000}P{os.getpid()}R{os.urandom(4).hex()}.{hostname()}"
-
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """Write ``data`` to the new file ``path`` and fsync it; removed again on failure."""
-    fd = os.open(path, _O_NEW, _FILE_MODE)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            path.unlink()
-        raise
-    os.close(fd)
-
-
-def _oserror(exc: OSError) -> str:
-    where = f" ({exc.filename})" if exc.filename else ""
-    return f"{exc.strerror or exc}{where}"
-
-
 class Outbox:
     """One account's outbox directory."""
 
@@ -378,15 +258,7 @@ class Outbox:
 
     def ensure(self) -> None:
         """Create the Maildir and the envelope directory if missing; StoreError if not."""
-        try:
-            # Missing parents too (the Maildir root, when sendmail runs before any sync)
-            # get 0700: mkdir(parents=True) would give them the umask's mode.
-            missing = [p for p in (self.path, *self.path.parents) if not p.exists()]
-            for d in (*reversed(missing), self.tmp, self.new, self.cur, self.envelopes):
-                if not d.is_dir():
-                    d.mkdir(mode=_DIR_MODE, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(f"cannot create the outbox {self.path}: {_oserror(exc)}") from exc
+        _writer.ensure(str(self.path))
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -395,26 +267,8 @@ class Outbox:
 
         On failure nothing is left in ``new/``, so the caller may report "not queued".
         """
-        self.ensure()
-        key = _unique_key()
-        env_tmp = self.envelopes / f"{key}{_TMP_SUFFIX}"
-        env_path = self.envelopes / f"{key}{_ENVELOPE_SUFFIX}"
-        msg_tmp = self.tmp / key
-        target = self.new / key
-        try:
-            _write_durably(env_tmp, envelope.to_json())
-            env_tmp.rename(env_path)
-            fsync_dir(self.envelopes)
-            _write_durably(msg_tmp, raw)
-            msg_tmp.rename(target)
-            fsync_dir(self.new)
-        except OSError as exc:
-            # Reported as "not queued", so nothing may stay behind to be sent later.
-            for leftover in (target, msg_tmp, env_tmp, env_path):
-                with contextlib.suppress(OSError):
-                    leftover.unlink()
-            raise StoreError(f"cannot queue the message in {self.path}: {_oserror(exc)}") from exc
-        return QueueEntry(key, target, time.time(), len(raw))
+        key, target = _writer.enqueue(str(self.path), raw, envelope.to_json())
+        return QueueEntry(key, Path(target), time.time(), len(raw))
 
     def _write_envelope(self, key: str, envelope: Envelope) -> None:
         tmp = self.envelopes / f"{key}{_TMP_SUFFIX}"

@@ -8,7 +8,6 @@ import os
 import re
 import resource
 import signal
-import socket
 import stat
 import tempfile
 import time
@@ -109,7 +108,10 @@ def test_deliver_sets_mode_and_mtime(inbox: MaildirFolder) -> None:
 
 
 def test_deliver_escapes_hostname(inbox: MaildirFolder, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(socket, "gethostname", lambda: "a/b:c")
+    # The host name comes from uname (socket.gethostname() returns the same node name).
+    real = os.uname()
+    fake = os.uname_result((real.sysname, "a/b:c", real.release, real.version, real.machine))
+    monkeypatch.setattr(os, "uname", lambda: fake)
     (entry,) = inbox.deliver([(MSG, Flag.S, None)])
     assert entry.key.endswith(".a\\057b\\072c")
     assert entry.name == entry.key + ":2,S"

@@ -917,7 +917,8 @@ class _Walker:
                 if key not in urls:
                     self.fail(
                         kp,
-                        f'provider: custom needs "{key}" (the server\'s {key[:-4]} endpoint)',
+                        f'provider: custom needs "{key}" (the URL of the server\'s '
+                        f"{'authorization' if key == 'auth_url' else 'token'} endpoint)",
                         section.line,
                     )
             if scopes is None:

@@ -886,3 +886,169 @@ def test_special_folders_default_custom_and_off():
     assert custom["sent"] == "Gesendet" and custom["trash"] == "Trash"
     with pytest.raises(ConfigError, match=r"special_folders\.outbox"):
         imap("      special_folders:\n        outbox: X\n")
+
+
+# -- the built-in OAuth2 flow (issue 15) ----------------------------------------------------
+
+OAUTH = """\
+accounts:
+  work:
+    maildir: /srv/mail/work
+    oauth2:
+      provider: microsoft
+      client_id: 9e5f94bc-e8a4-4e73-b8be-63364c29d753
+    imap:
+      host: outlook.office365.com
+      username: me@contoso.com
+      auth: xoauth2
+    smtp:
+      host: smtp.office365.com
+      port: 587
+      username: me@contoso.com
+      auth: xoauth2
+"""
+
+
+def test_oauth2_block_gives_both_servers_the_accounts_flow() -> None:
+    from syncd.config import OAuth2Provider
+
+    acct = parse_config(OAUTH).accounts[0]
+    oauth = acct.oauth2
+    assert oauth is not None and oauth.provider is OAuth2Provider.MICROSOFT
+    assert oauth.auth_url == "https://login.microsoftonline.com/common/oauth2/v2.0/authorize"
+    assert oauth.token_url == "https://login.microsoftonline.com/common/oauth2/v2.0/token"
+    assert oauth.device_url == "https://login.microsoftonline.com/common/oauth2/v2.0/devicecode"
+    assert "https://outlook.office.com/IMAP.AccessAsUser.All" in oauth.scopes
+    assert "https://outlook.office.com/SMTP.Send" in oauth.scopes
+    assert "offline_access" in oauth.scopes
+    assert oauth.keyring_key == "work/oauth2-refresh"
+    for server in acct.servers:
+        assert server.secret.kind is SecretKind.OAUTH2
+        assert server.secret.oauth2 == oauth
+
+
+def test_google_preset_and_a_microsoft_tenant() -> None:
+    google = parse_config(OAUTH.replace("microsoft", "google")).accounts[0].oauth2
+    assert google is not None
+    assert google.auth_url == "https://accounts.google.com/o/oauth2/auth"
+    assert google.token_url == "https://oauth2.googleapis.com/token"
+    assert google.device_url == "https://oauth2.googleapis.com/device/code"
+    assert google.scopes == ("https://mail.google.com/",)
+    tenant = OAUTH.replace(
+        "      client_id:", "      tenant: contoso.onmicrosoft.com\n      client_id:"
+    )
+    ms = parse_config(tenant).accounts[0].oauth2
+    assert ms is not None
+    assert ms.token_url.startswith("https://login.microsoftonline.com/contoso.onmicrosoft.com/")
+
+
+def test_client_secret_is_kept_out_of_repr() -> None:
+    text = OAUTH.replace(
+        "      client_id:", "      client_secret: GOCSPX-s3cr3t-value\n      client_id:"
+    )
+    cfg = parse_config(text)
+    assert cfg.accounts[0].oauth2 is not None
+    assert cfg.accounts[0].oauth2.client_secret == "GOCSPX-s3cr3t-value"
+    assert "GOCSPX" not in repr(cfg)
+
+
+def test_token_command_wins_over_the_block_per_section() -> None:
+    text = OAUTH.replace(
+        "      port: 587\n", "      port: 587\n      token_command: pizauth show work\n"
+    )
+    acct = parse_config(text).accounts[0]
+    assert acct.imap is not None and acct.imap.secret.kind is SecretKind.OAUTH2
+    assert acct.smtp is not None and acct.smtp.secret.kind is SecretKind.COMMAND
+
+
+CUSTOM = OAUTH.replace("provider: microsoft", "provider: custom")
+NO_BLOCK = OAUTH.replace(OAUTH[OAUTH.index("    oauth2:") : OAUTH.index("    imap:")], "")
+OAUTH_ERRORS: list[tuple[str, str, int, str]] = [
+    (
+        OAUTH.replace("    oauth2:\n      provider: microsoft\n", "    oauth2:\n"),
+        "accounts.work.oauth2",
+        4,
+        '"provider"',
+    ),
+    (OAUTH.replace("microsoft", "yahoo"), "accounts.work.oauth2.provider", 5, "google, microsoft"),
+    (CUSTOM, "accounts.work.oauth2", 4, '"auth_url" (the URL of the server\'s authorization'),
+    (
+        CUSTOM.replace(
+            "      client_id:",
+            "      auth_url: https://a/x\n      token_url: https://a/t\n      client_id:",
+        ),
+        "accounts.work.oauth2",
+        4,
+        '"scopes"',
+    ),
+    (
+        OAUTH.replace(
+            "      client_id:", "      token_url: https://evil.example/t\n      client_id:"
+        ),
+        "accounts.work.oauth2.token_url",
+        6,
+        "provider: custom",
+    ),
+    (
+        CUSTOM.replace(
+            "      client_id:", "      token_url: http://idp.example/t\n      client_id:"
+        ),
+        "accounts.work.oauth2.token_url",
+        6,
+        "https://",
+    ),
+    (
+        OAUTH.replace("microsoft", "google").replace(
+            "      client_id:", "      tenant: common\n      client_id:"
+        ),
+        "accounts.work.oauth2.tenant",
+        6,
+        "only exists for provider: microsoft",
+    ),
+    (
+        OAUTH.replace(
+            "      client_id:",
+            "      client_secret: x1234\n      client_secret_command: pass x\n      client_id:",
+        ),
+        "accounts.work.oauth2.client_secret_command",
+        7,
+        "only one of",
+    ),
+    (
+        OAUTH.replace(
+            "      client_id:", "      refresh_token_store_command: pass insert x\n      client_id:"
+        ),
+        "accounts.work.oauth2.refresh_token_store_command",
+        6,
+        "refresh_token_command",
+    ),
+    (
+        OAUTH.replace("      auth: xoauth2\n", ""),
+        "accounts.work.oauth2",
+        4,
+        "no server section uses this oauth2: block",
+    ),
+    (
+        NO_BLOCK,
+        "accounts.work.imap.auth",
+        7,
+        "syncd oauth login work",
+    ),
+    (
+        OAUTH.replace("      provider:", "      providr:"),
+        "accounts.work.oauth2.providr",
+        5,
+        '"provider"',
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "keypath", "line", "words"), OAUTH_ERRORS)
+def test_oauth2_config_errors_name_key_line_and_fix(
+    text: str, keypath: str, line: int, words: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, Path("/c.yaml"))
+    message = str(err.value)
+    assert message.startswith(f"/c.yaml:{line}: {keypath}: "), message
+    assert words in message, message

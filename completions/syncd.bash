@@ -35,7 +35,7 @@ _syncd_table() {
         'sendmail') echo '' ;;
         'status') echo '-h --help -c --config -v --verbose -q --quiet --json' ;;
         'check') echo '-h --help -c --config -v --verbose -q --quiet' ;;
-        'init') echo '-h --help -c --config -v --verbose -q --quiet -o --output --username --password-command --no-keyring --name --maildir --ca-file --timeout --force' ;;
+        'init') echo '-h --help -c --config -v --verbose -q --quiet -o --output --username --password-command --no-keyring --name --maildir --ca-file --timeout --force --oauth2 --client-id --client-secret' ;;
         'password') echo '-h --help -c --config -v --verbose -q --quiet' ;;
         'password set') echo '-h --help -c --config -v --verbose -q --quiet' ;;
         'oauth') echo '-h --help -c --config -v --verbose -q --quiet' ;;
@@ -57,7 +57,7 @@ _syncd_table() {
         'sendmail') echo '' ;;
         'status') echo '-c --config' ;;
         'check') echo '-c --config' ;;
-        'init') echo '-c --config -o --output --username --password-command --name --maildir --ca-file --timeout' ;;
+        'init') echo '-c --config -o --output --username --password-command --name --maildir --ca-file --timeout --oauth2 --client-id --client-secret' ;;
         'password') echo '-c --config' ;;
         'password set') echo '-c --config' ;;
         'oauth') echo '-c --config' ;;
@@ -98,6 +98,9 @@ _syncd_table() {
         'init|--maildir') echo '' ;;
         'init|--ca-file') echo '@file' ;;
         'init|--timeout') echo '' ;;
+        'init|--oauth2') echo 'google microsoft' ;;
+        'init|--client-id') echo '' ;;
+        'init|--client-secret') echo '' ;;
         'password|-c') echo '@file' ;;
         'password|--config') echo '@file' ;;
         'password set|-c') echo '@file' ;;

@@ -37,7 +37,7 @@ _syncd_table() {
         'sendmail') reply=() ;;
         'status') reply=('-h:show this help message and exit' '--help:show this help message and exit' '-c:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '--config:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '-v:more detail' '--verbose:more detail' '-q:only warnings and errors' '--quiet:only warnings and errors' '--json:machine-readable output') ;;
         'check') reply=('-h:show this help message and exit' '--help:show this help message and exit' '-c:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '--config:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '-v:more detail' '--verbose:more detail' '-q:only warnings and errors' '--quiet:only warnings and errors') ;;
-        'init') reply=('-h:show this help message and exit' '--help:show this help message and exit' '-c:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '--config:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '-v:more detail' '--verbose:more detail' '-q:only warnings and errors' '--quiet:only warnings and errors' '-o:where to write the config (default: -c, $SYNCD_CONFIG or the XDG path)' '--output:where to write the config (default: -c, $SYNCD_CONFIG or the XDG path)' '--username:the login name (default: the address)' '--password-command:a command that prints the password; goes into the config instead of the keyring' '--no-keyring:do not store the password in the keyring' '--name:account name (default: the domain'\''s first part)' '--maildir:default: ~/Mail/ACCOUNT' '--ca-file:trust this CA (a private CA)' '--timeout:per DNS query and per connection attempt (default: 10)' '--force:replace an existing config file') ;;
+        'init') reply=('-h:show this help message and exit' '--help:show this help message and exit' '-c:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '--config:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '-v:more detail' '--verbose:more detail' '-q:only warnings and errors' '--quiet:only warnings and errors' '-o:where to write the config (default: -c, $SYNCD_CONFIG or the XDG path)' '--output:where to write the config (default: -c, $SYNCD_CONFIG or the XDG path)' '--username:the login name (default: the address)' '--password-command:a command that prints the password; goes into the config instead of the keyring' '--no-keyring:do not store the password in the keyring' '--name:account name (default: the domain'\''s first part)' '--maildir:default: ~/Mail/ACCOUNT' '--ca-file:trust this CA (a private CA)' '--timeout:per DNS query and per connection attempt (default: 10)' '--force:replace an existing config file' '--oauth2:sign in with OAuth2 at this provider (found by itself for its own domains)' '--client-id:the OAuth2 client ID (README: OAuth2)' '--client-secret:the OAuth2 client secret, if it has one') ;;
         'password') reply=('-h:show this help message and exit' '--help:show this help message and exit' '-c:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '--config:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '-v:more detail' '--verbose:more detail' '-q:only warnings and errors' '--quiet:only warnings and errors') ;;
         'password set') reply=('-h:show this help message and exit' '--help:show this help message and exit' '-c:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '--config:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '-v:more detail' '--verbose:more detail' '-q:only warnings and errors' '--quiet:only warnings and errors') ;;
         'oauth') reply=('-h:show this help message and exit' '--help:show this help message and exit' '-c:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '--config:config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)' '-v:more detail' '--verbose:more detail' '-q:only warnings and errors' '--quiet:only warnings and errors') ;;
@@ -60,7 +60,7 @@ _syncd_table() {
         'sendmail') reply=() ;;
         'status') reply=('-c' '--config') ;;
         'check') reply=('-c' '--config') ;;
-        'init') reply=('-c' '--config' '-o' '--output' '--username' '--password-command' '--name' '--maildir' '--ca-file' '--timeout') ;;
+        'init') reply=('-c' '--config' '-o' '--output' '--username' '--password-command' '--name' '--maildir' '--ca-file' '--timeout' '--oauth2' '--client-id' '--client-secret') ;;
         'password') reply=('-c' '--config') ;;
         'password set') reply=('-c' '--config') ;;
         'oauth') reply=('-c' '--config') ;;
@@ -102,6 +102,9 @@ _syncd_table() {
         'init|--maildir') reply=() ;;
         'init|--ca-file') reply=(@file) ;;
         'init|--timeout') reply=() ;;
+        'init|--oauth2') reply=(google microsoft) ;;
+        'init|--client-id') reply=() ;;
+        'init|--client-secret') reply=() ;;
         'password|-c') reply=(@file) ;;
         'password|--config') reply=(@file) ;;
         'password set|-c') reply=(@file) ;;

@@ -128,6 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="per DNS query and per connection attempt (default: 10)",
     )
     ini.add_argument("--force", action="store_true", help="replace an existing config file")
+    ini.add_argument(
+        "--oauth2",
+        choices=["google", "microsoft"],
+        help="sign in with OAuth2 at this provider (found by itself for its own domains)",
+    )
+    ini.add_argument("--client-id", metavar="ID", help="the OAuth2 client ID (README: OAuth2)")
+    ini.add_argument(
+        "--client-secret", metavar="SECRET", help="the OAuth2 client secret, if it has one"
+    )
 
     pw = sub.add_parser("password", parents=[common], help="manage secrets in the system keyring")
     pw_sub = pw.add_subparsers(dest="password_command", metavar="ACTION", parser_class=_Parser)
@@ -719,6 +728,9 @@ def cmd_init(args: argparse.Namespace) -> int:
             ca_file=args.ca_file,
             force=args.force,
             timeout=args.timeout,
+            oauth2=args.oauth2,
+            client_id=args.client_id,
+            client_secret=args.client_secret,
         )
     except ValueError as exc:
         print(f"syncd: init: {exc}", file=sys.stderr)

@@ -49,7 +49,7 @@ import socket
 import time
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
@@ -507,6 +507,10 @@ class InitRequest:
     timeout: float = DEFAULT_TIMEOUT
     dns_server: tuple[str, int] | None = None
     """From ``$SYNCD_DNS_SERVER`` (tests); None: the system's name servers."""
+    oauth2: str | None = None
+    """``--oauth2 google|microsoft``: sign in with OAuth2 whatever the domain."""
+    client_id: str | None = None
+    client_secret: str | None = field(default=None, repr=False)
 
     @property
     def stores_secret(self) -> bool:
@@ -537,6 +541,9 @@ def make_request(
     force: bool = False,
     timeout: float = DEFAULT_TIMEOUT,
     environ: Mapping[str, str] | None = None,
+    oauth2: str | None = None,
+    client_id: str | None = None,
+    client_secret: str | None = None,
 ) -> InitRequest:
     """Check the command line's values; ValueError with a sentence for the user."""
     env = os.environ if environ is None else environ
@@ -572,6 +579,11 @@ def make_request(
         raise ValueError("--password-command is empty")
     if not timeout > 0:
         raise ValueError("--timeout must be more than 0 seconds")
+    if oauth2 is not None and oauth2 not in OAUTH2_SERVERS:
+        raise ValueError(f"--oauth2 {oauth2!r}: expected one of {', '.join(OAUTH2_SERVERS)}")
+    for flag, value in (("--client-id", client_id), ("--client-secret", client_secret)):
+        if value is not None and (not value.strip() or any(ch.isspace() for ch in value.strip())):
+            raise ValueError(f"{flag} {value!r}: expected the value the provider shows, no spaces")
     spec = env.get("SYNCD_DNS_SERVER", "")
     return InitRequest(
         address=parsed,
@@ -586,6 +598,9 @@ def make_request(
         force=force,
         timeout=timeout,
         dns_server=parse_dns_server(spec) if spec else None,
+        oauth2=oauth2,
+        client_id=client_id.strip() if client_id else None,
+        client_secret=client_secret.strip() if client_secret else None,
     )
 
 
@@ -844,10 +859,13 @@ def run_init(
     resolves: Callable[[str], str | None] = host_problem,
     store_secret: Callable[[str, str, str], None] | None = None,
     resolver: dns.resolver.Resolver | None = None,
+    mechanisms: Callable[[ServerConfig], tuple[str, ...]] | None = None,
 ) -> InitResult:
     """Look up, try and write, as the module docstring tells; ``say`` gets each line of
     progress. ``ask_secret`` is called once, after the DNS lookups, unless the request has a
-    password command."""
+    password command. ``mechanisms`` reads a server's login mechanisms before any login
+    (default: :func:`syncd.drivers.probe.login_mechanisms`, or nothing read when a ``probe``
+    is given without it)."""
     import dns.exception
 
     from syncd.credentials import get_secret, set_secret
@@ -856,6 +874,16 @@ def run_init(
     probe_fn = probe or real_probe
     store = store_secret or set_secret
     domain = request.domain
+
+    provider = request.oauth2 or oauth2_provider(domain)
+    if provider is not None:
+        why = (
+            "--oauth2 says so"
+            if request.oauth2
+            else f"{domain} is a {PROVIDER_NAMES[provider]} domain, which takes no passwords"
+        )
+        say(f"{PROVIDER_NAMES[provider]} signs in with OAuth2 ({why}); no password is asked.")
+        return _init_oauth2(request, provider, say)
 
     say(f"Looking up the mail servers of {domain} in DNS (SRV records, RFC 6186):")
     try:
@@ -872,6 +900,31 @@ def run_init(
         say(f"  {lookup.describe()}")
     if not any(lookup.status is SrvStatus.FOUND for lookup in lookups):
         say("No SRV records to follow; trying the usual server names.")
+    for lookup in lookups:
+        for record in lookup.records:
+            hosted = oauth2_provider_for_host(record.target)
+            if hosted is not None and lookup.service.role == "imap":
+                say(
+                    f"{record.target} is {PROVIDER_NAMES[hosted]}'s server, which signs in with "
+                    "OAuth2; no password is asked."
+                )
+                return _init_oauth2(request, hosted, say)
+    if mechanisms is None and probe is None:
+        from syncd.drivers.probe import login_mechanisms as mechanisms
+    if mechanisms is not None and request.password_command is None:
+        candidates = plan_candidates("imap", lookups, domain)
+        only = oauth2_only(candidates, request, mechanisms, resolves)
+        if only is not None:
+            host, offered = only
+            return InitResult(
+                ok=False,
+                problem=(
+                    f"{host} takes only OAuth2 logins ({offered}), not a password; run "
+                    f"init again with --oauth2 google or --oauth2 microsoft and --client-id ID "
+                    "if it is one of theirs, or write an oauth2: block with provider: custom "
+                    "(README: OAuth2)"
+                ),
+            )
 
     try:
         if request.password_command is not None:
@@ -1013,3 +1066,186 @@ def run_init(
     return InitResult(
         ok=True, roles=tuple(roles), draft=text, written=request.output, next_steps=steps
     )
+
+
+# --- OAuth2 providers -------------------------------------------------------------------------
+
+OAUTH2_SERVERS: Final[Mapping[str, tuple[Candidate, Candidate]]] = {
+    # Gmail: https://developers.google.com/gmail/imap/imap-smtp
+    "google": (
+        Candidate("imap", "imap.gmail.com", 993, TlsMode.IMPLICIT),
+        Candidate("smtp", "smtp.gmail.com", 465, TlsMode.IMPLICIT),
+    ),
+    # Microsoft 365 and Outlook.com: the same two servers for both.
+    "microsoft": (
+        Candidate("imap", "outlook.office365.com", 993, TlsMode.IMPLICIT),
+        Candidate("smtp", "smtp.office365.com", 587, TlsMode.STARTTLS),
+    ),
+}
+"""The servers of the providers whose mail needs OAuth2 (no password logins)."""
+
+PROVIDER_NAMES: Final = {"google": "Google", "microsoft": "Microsoft"}
+_CONSOLE: Final = {"google": "Google Cloud console", "microsoft": "Microsoft Entra admin center"}
+_GOOGLE_DOMAINS: Final = frozenset({"gmail.com", "googlemail.com"})
+_MICROSOFT_DOMAIN: Final = re.compile(r"(outlook|hotmail|live|msn|windowslive|passport)\.[a-z.]+")
+_MICROSOFT_HOSTS: Final = ("office365.com", "outlook.com", "office.com")
+_GOOGLE_HOSTS: Final = ("gmail.com", "googlemail.com")
+_OAUTH_MECHANISMS: Final = frozenset({"XOAUTH2", "OAUTHBEARER"})
+
+
+def oauth2_provider(domain: str) -> str | None:
+    """ "google" or "microsoft" for an address domain known to need OAuth2, else None."""
+    domain = domain.lower().rstrip(".")
+    if domain in _GOOGLE_DOMAINS:
+        return "google"
+    if _MICROSOFT_DOMAIN.fullmatch(domain):
+        return "microsoft"
+    return None
+
+
+def oauth2_provider_for_host(host: str) -> str | None:
+    """The provider a mail server's host name belongs to (an SRV target), else None."""
+    host = host.lower().rstrip(".")
+    if any(_within(host, d) for d in _MICROSOFT_HOSTS):
+        return "microsoft"
+    if any(_within(host, d) for d in _GOOGLE_HOSTS):
+        return "google"
+    return None
+
+
+def oauth2_only(
+    candidates: Sequence[Candidate],
+    request: InitRequest,
+    mechanisms: Callable[[ServerConfig], tuple[str, ...]],
+    resolves: Callable[[str], str | None] = host_problem,
+) -> tuple[str, str] | None:
+    """(host, mechanisms) when the first IMAP server that answers offers only OAuth2 logins.
+
+    Read from its CAPABILITY before any login (after STARTTLS where that is the mode), so
+    no password is asked for a server that could not take it.
+    """
+    for candidate in candidates:
+        if resolves(candidate.host) is not None:
+            continue
+        # Only the first server that resolves: the password tries that follow report
+        # everything else, and a server that does not answer is not waited for twice.
+        try:
+            ways = mechanisms(server_config(candidate, request))
+        except SyncdError:
+            return None
+        offered = set(ways)
+        if offered and offered <= _OAUTH_MECHANISMS:
+            return candidate.host, ", ".join(sorted(offered))
+        return None
+    return None
+
+
+def _oauth2_block(request: InitRequest, provider: str) -> list[str]:
+    client_id = request.client_id or "PASTE-YOUR-CLIENT-ID"
+    lines = [
+        "    # OAuth2 sign-in: `syncd oauth login ACCOUNT` puts the refresh token into the",
+        '    # system keyring (service "syncd", key "ACCOUNT/oauth2-refresh"); syncd renews',
+        "    # the access tokens itself. README (OAuth2) says where the client ID comes from.",
+        "    oauth2:",
+        f"      provider: {provider}",
+        f"      client_id: {_yaml_str(client_id)}",
+    ]
+    if request.client_secret is not None:
+        lines.append(f"      client_secret: {_yaml_str(request.client_secret)}")
+    elif provider == "google":
+        lines.append("      # client_secret: ...   # Google's Desktop app clients have one too")
+    return [line.replace("ACCOUNT", request.account) for line in lines]
+
+
+def _oauth2_section(candidate: Candidate, request: InitRequest) -> list[str]:
+    role = candidate.role
+    lines = [
+        f"    {role}:",
+        f"      host: {_yaml_str(candidate.host)}",
+        f"      port: {candidate.port}",
+        _commented("tls", candidate.tls.value, _TLS_COMMENT[candidate.tls]),
+        f"      username: {_yaml_str(request.username)}",
+        _commented("auth", "xoauth2", "an OAuth2 access token from the oauth2: block"),
+    ]
+    if role == "imap":
+        lines += [
+            _commented("folders", '["*"]', 'every folder; add "!Spam" to leave one out'),
+            _commented("idle", "[INBOX]", "watched with IDLE: new mail arrives within seconds"),
+        ]
+    else:
+        lines.append(_commented("sent_folder", "Sent", "a copy of every message sent"))
+    return lines
+
+
+def render_oauth2_config(request: InitRequest, provider: str, *, today: str | None = None) -> str:
+    """The whole config for an OAuth2 account of ``provider`` (its servers are known)."""
+    imap, smtp = OAUTH2_SERVERS[provider]
+    day = today or time.strftime("%Y-%m-%d")
+    lines = [
+        f"# syncd config, written by `syncd init {request.address}` on {day}.",
+        "# README.md (Configuration, OAuth2) and config.example.yaml describe every key.",
+        "",
+        "accounts:",
+        f"  {request.account}:",
+        "    # Your mail: one Maildir folder per server folder, for mutt, aerc, notmuch...",
+        f"    maildir: {_yaml_str(request.maildir)}",
+        f"    from: [{_yaml_str(request.address)}]",
+        *_oauth2_block(request, provider),
+        *_oauth2_section(imap, request),
+        *_oauth2_section(smtp, request),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _init_oauth2(request: InitRequest, provider: str, say: Callable[[str], None]) -> InitResult:
+    text = render_oauth2_config(request, provider)
+    config = "" if request.is_default_output else f" -c {shlex.quote(str(request.output))}"
+    if request.client_id is None:
+        return InitResult(
+            ok=False,
+            draft=text,
+            problem=(
+                f"{PROVIDER_NAMES[provider]} needs an OAuth2 client ID, which syncd cannot "
+                "ship: each user registers one (README: OAuth2, a few minutes in the "
+                f"{_CONSOLE[provider]}"
+                f"). Then run: syncd init {request.address} --client-id ID"
+                + (" --client-secret SECRET" if provider == "google" else "")
+            ),
+        )
+    try:
+        parse_config(text, request.output)
+    except ConfigError as exc:
+        return InitResult(ok=False, draft=text, problem=f"the config would be invalid: {exc}")
+    steps = (
+        (
+            f"syncd oauth login {request.account}{config}",
+            "sign in once in a browser (--device on a machine without one)",
+        ),
+        (f"syncd check{config}", "try the logins with the new token"),
+        (f"syncd sync{config}", f"the first sync: your mail into {request.maildir}"),
+        ("systemctl --user enable --now syncd", "keep it in sync in the background"),
+    )
+    try:
+        if request.output.exists() and not request.force:
+            raise FileExistsError(request.output)
+        write_config(request.output, text, force=request.force)
+    except FileExistsError:
+        return InitResult(
+            ok=False,
+            draft=text,
+            block=text.split("accounts:\n", 1)[1],
+            problem=(
+                f"{request.output} exists already and was left as it is; add the account "
+                "below under its accounts:, or run again with --force to replace the file"
+            ),
+            next_steps=steps,
+        )
+    except OSError as exc:
+        return InitResult(
+            ok=False, draft=text, problem=f"cannot write {request.output}: {exc.strerror or exc}"
+        )
+    say(
+        f'Wrote {request.output} with the account "{request.account}" '
+        f"({PROVIDER_NAMES[provider]}, OAuth2; mail goes to {request.maildir})."
+    )
+    return InitResult(ok=True, draft=text, written=request.output, next_steps=steps)

@@ -497,3 +497,107 @@ def test_an_empty_password_tries_nothing(tmp_path: Path, dns: DnsServer) -> None
     )
     assert not result.ok and calls == []
     assert result.problem == "the password is empty; nothing was tried"
+
+
+# --- OAuth2 providers (issue 15) ----------------------------------------------------------------
+
+
+def no_password() -> str:
+    raise AssertionError("an OAuth2 provider must not be asked for a password")
+
+
+@pytest.mark.parametrize(
+    ("address", "provider", "imap_host", "smtp_port"),
+    [
+        ("me@gmail.com", "google", "imap.gmail.com", 465),
+        ("me@googlemail.com", "google", "imap.gmail.com", 465),
+        ("me@outlook.com", "microsoft", "outlook.office365.com", 587),
+        ("me@hotmail.co.uk", "microsoft", "outlook.office365.com", 587),
+        ("me@live.com", "microsoft", "outlook.office365.com", 587),
+    ],
+)
+def test_oauth2_domains_get_the_builtin_flow_instead_of_a_password(
+    tmp_path: Path, address: str, provider: str, imap_host: str, smtp_port: int
+) -> None:
+    req = make_request(
+        address, output=tmp_path / "config.yaml", environ={}, client_id="my-client-id"
+    )
+    said: list[str] = []
+    result = run_init(req, ask_secret=no_password, say=said.append, probe=fake_probe({})[0])
+    assert result.ok, result.problem
+    assert any("signs in with OAuth2" in line for line in said)
+    (acct,) = parse_config(req.output.read_text()).accounts
+    assert acct.oauth2 is not None and acct.oauth2.provider.value == provider
+    assert acct.oauth2.client_id == "my-client-id"
+    assert acct.imap is not None and acct.imap.host == imap_host
+    assert acct.imap.auth.value == "xoauth2" and acct.imap.secret.kind.value == "oauth2"
+    assert acct.smtp is not None and acct.smtp.port == smtp_port
+    steps = [cmd for cmd, _ in result.next_steps]
+    assert steps[0] == f"syncd oauth login {acct.name} -c {req.output}"
+
+
+def test_oauth2_without_a_client_id_explains_where_to_get_one(tmp_path: Path) -> None:
+    req = make_request("me@gmail.com", output=tmp_path / "config.yaml", environ={})
+    result = run_init(req, ask_secret=no_password, say=lambda _: None, probe=fake_probe({})[0])
+    assert not result.ok and not req.output.exists()
+    problem = result.problem or ""
+    assert "Google Cloud console" in problem
+    assert "syncd init me@gmail.com --client-id ID --client-secret SECRET" in problem
+    assert result.draft is not None and "provider: google" in result.draft
+
+
+def test_srv_pointing_at_microsoft_means_oauth2(tmp_path: Path, dns: DnsServer) -> None:
+    dns.set_zone({"_imaps._tcp.example.org": [("SRV", "0 0 993 outlook.office365.com.")]})
+    req = request(tmp_path, client_id="cid")
+    result = run_init(
+        req,
+        ask_secret=no_password,
+        say=lambda _: None,
+        probe=fake_probe({})[0],
+        resolver=dns.resolver(),
+    )
+    assert result.ok, result.problem
+    assert "provider: microsoft" in req.output.read_text()
+
+
+def test_a_server_offering_only_oauth2_is_not_sent_a_password(
+    tmp_path: Path, dns: DnsServer
+) -> None:
+    asked: list[str] = []
+
+    def mechanisms(server: ServerConfig) -> tuple[str, ...]:
+        asked.append(server.host)
+        return ("OAUTHBEARER", "XOAUTH2")  # and LOGINDISABLED: no LOGIN
+
+    req = request(tmp_path)
+    result = run_init(
+        req,
+        ask_secret=no_password,
+        say=lambda _: None,
+        probe=fake_probe({})[0],
+        resolves=lambda host: None,
+        resolver=dns.resolver(),
+        mechanisms=mechanisms,
+    )
+    assert asked == ["imap.example.org"]
+    assert not result.ok and not req.output.exists()
+    assert "takes only OAuth2 logins (OAUTHBEARER, XOAUTH2)" in (result.problem or "")
+    assert "--oauth2" in (result.problem or "")
+
+
+def test_a_server_that_also_takes_a_password_goes_on_as_before(
+    tmp_path: Path, dns: DnsServer
+) -> None:
+    req = request(tmp_path)
+    result = run_init(
+        req,
+        ask_secret=lambda: "pw",
+        say=lambda _: None,
+        probe=fake_probe({("imap.example.org", 993): "1 folders"})[0],
+        resolves=lambda host: None,
+        store_secret=lambda *a: None,
+        resolver=dns.resolver(),
+        mechanisms=lambda server: ("PLAIN", "XOAUTH2", "LOGIN"),
+    )
+    assert result.ok, result.problem
+    assert "oauth2" not in req.output.read_text()

@@ -730,20 +730,37 @@ MSMTP_ENQUEUE = Path("/usr/libexec/msmtp/msmtpqueue/msmtp-enqueue.sh")
 ``~/.msmtpqueue``, with no fsync."""
 
 
+SENDMAIL_FLOORS = {
+    "python": "python -c pass (the floor: the same interpreter and venv as syncd)",
+    "python -S": "python -S -c pass (the interpreter without site; not an option for users)",
+    "python dev": "python -c pass in the repository's .venv (the floor of `syncd dev`)",
+    "msmtp --version": "msmtp --version (a C tool's start)",
+}
+
+
 def sendmail_calls(opts: Options, out: dict[str, Scenario]) -> None:
     """What a mail reader waits for per message: one whole process per call, median.
 
-    syncd queues into its outbox (message and envelope fsync'ed with their directories);
-    msmtp sends the message to the SMTP server before it returns (what a reader waits for
-    with msmtp as its sendmail); msmtp-enqueue.sh only queues (no fsync). Every call gets
-    the message on stdin and the recipient as an argument.
+    syncd queues into its outbox (message and envelope fsync'ed with their directories):
+    through its console script, through ``python -m syncd`` and, when the repository has one,
+    through the development venv's console script (an editable install). Beside it, in the
+    same repetition: the floors (``python -c pass`` and ``python -S -c pass`` on the same
+    interpreter, ``msmtp --version``), msmtp sending the message to the SMTP server before it
+    returns (what a reader waits for with msmtp as its sendmail) and msmtp-enqueue.sh only
+    queueing (no fsync). Every call gets the message on stdin and the recipient as an
+    argument.
     """
     if "9" not in opts.only:
         return
-    tools = ["syncd", "msmtp", "msmtp-enqueue"]
+    python = anchors.SYNCD.with_name("python")
+    dev = anchors.REPO / ".venv" / "bin" / "syncd"
+    tools = ["syncd", "syncd -m", "syncd dev", *SENDMAIL_FLOORS, "msmtp", "msmtp-enqueue"]
     sc = out["9"] = Scenario("9", TITLES["9"], tools=tools)
+    if not dev.exists() or dev == anchors.SYNCD:
+        sc.tool_status["syncd dev"] = "no separate development install"
+        sc.tool_status["python dev"] = "no separate development install"
     if not anchors.installed("msmtp"):
-        sc.tool_status["msmtp"] = "not installed"
+        sc.tool_status["msmtp"] = sc.tool_status["msmtp --version"] = "not installed"
     if not MSMTP_ENQUEUE.exists():
         sc.tool_status["msmtp-enqueue"] = "not installed"
     n = opts.sendmail_calls
@@ -759,14 +776,34 @@ def sendmail_calls(opts: Options, out: dict[str, Scenario]) -> None:
             for t in rotate(tools, rep):
                 if sc.tool_status.get(t):
                     continue
-                work = base / f"rep{rep}" / t
+                work = base / f"rep{rep}" / t.replace(" ", "_")
                 v = verify.Verdict()
-                if t == "syncd":
+                if t.startswith("syncd"):
                     box = anchors.SyncdOutbox(work, smtp, imap)
-                    runs = [
-                        run(box.queue_argv(rcpt), stdin=m, log=box.log, env=box.env()) for m in msgs
-                    ]
-                    done = len(list((box.maildir / ".outbox" / "new").iterdir()))
+                    argv = box.queue_argv(rcpt)
+                    if t == "syncd -m":
+                        argv = [str(python), "-m", "syncd", *argv[1:]]
+                    elif t == "syncd dev":
+                        argv = [str(dev), *argv[1:]]
+                    # Each its own notes (they name the installed config parser), and
+                    # bytecode as an installed package has it.
+                    env = {**box.env(), "XDG_CACHE_HOME": str(work / "cache")}
+                    env.pop("PYTHONDONTWRITEBYTECODE", None)
+                    runs = [run(argv, stdin=m, log=box.log, env=env) for m in msgs]
+                    queued = sorted((box.maildir / ".outbox" / "new").iterdir())
+                    done = len(queued)
+                    if {p.read_bytes() for p in queued} != set(msgs):
+                        v.problems.append("the queued files differ from the messages given")
+                elif t in SENDMAIL_FLOORS:
+                    work.mkdir(parents=True, exist_ok=True)
+                    argv = {
+                        "python": [str(python), "-c", "pass"],
+                        "python -S": [str(python), "-S", "-c", "pass"],
+                        "python dev": [str(dev.with_name("python")), "-c", "pass"],
+                        "msmtp --version": [shutil.which("msmtp") or "msmtp", "--version"],
+                    }[t]
+                    runs = [run(argv, stdin=m, log=work / "log") for m in msgs]
+                    done = sum(r.rc == 0 for r in runs)
                 elif t == "msmtp":
                     tool = anchors.Msmtp(work, smtp)
                     before = sink.count
@@ -792,17 +829,22 @@ def sendmail_calls(opts: Options, out: dict[str, Scenario]) -> None:
                 )
                 first = {"first_call_wall": runs[0].wall, "first_call_cpu": runs[0].cpu}
                 sc.add(Measurement(t, rep, per_call, v, first))
-                say(f"[9] rep {rep + 1}/{opts.reps} {t:14} {_fmt(per_call, v)} per call")
+                say(f"[9] rep {rep + 1}/{opts.reps} {t:15} {_fmt(per_call, v)} per call")
             if not opts.keep:
                 shutil.rmtree(base / f"rep{rep}", ignore_errors=True)
     sc.notes.append(
         f"Per call, the median of {n} calls in a row (wall and CPU of the whole process). syncd "
         "queues into its outbox, the message and its envelope each fsync'ed with their "
-        "directory; its first call after a config change parses the config, the others find "
-        "it unchanged (`first_call_*` in results.json). msmtp sends each message to the "
-        "benchmark's aiosmtpd before it returns; msmtp-enqueue.sh (msmtp's queue script) "
-        "only writes the message into ~/.msmtpqueue, without fsync."
+        "directory, and the queued files are compared with the messages; its first call "
+        "after a config change parses the config, the others find it unchanged "
+        "(`first_call_*` in results.json). `syncd` is the console script of a snapshot "
+        "installed as `pip install .` would, `syncd -m` is `python -m syncd` there, `syncd "
+        "dev` the repository's .venv (an editable install, whose import hook every start of "
+        "that interpreter pays). msmtp sends each message to the benchmark's aiosmtpd before "
+        "it returns; msmtp-enqueue.sh (msmtp's queue script) only writes the message into "
+        "~/.msmtpqueue, without fsync."
     )
+    sc.notes += [f"`{k}`: {v}" for k, v in SENDMAIL_FLOORS.items()]
 
 
 # -- scenario 8 --------------------------------------------------------------------------------

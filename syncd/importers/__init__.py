@@ -53,6 +53,7 @@ __all__ = [
     "run_import",
     "run_merge",
     "shell_path",
+    "token_command_note",
     "write_output",
 ]
 
@@ -127,6 +128,9 @@ class ServerDraft:
     sent_folder: str | None = None
     comments: dict[str, str] = field(default_factory=dict)
     """Key -> comment written after its value."""
+    oauth2: dict[str, str] | None = None
+    """The account-level ``oauth2:`` block this server's login needs (OfflineIMAP's
+    ``oauth2_*`` keys); written on the account, not in this section."""
 
     def explain(self, key: str, text: str) -> None:
         """Say after ``key``'s value where it came from."""
@@ -197,6 +201,18 @@ def render(accounts: Sequence[AccountDraft], header: Sequence[str]) -> str:
         body.add("layout", draft.layout, draft.comments.get("layout"))
         if draft.addresses:
             body.add("from", list(draft.addresses), draft.comments.get("from"))
+        for server in (draft.imap, draft.smtp):
+            if server is not None and server.oauth2:
+                block = body.child(
+                    "oauth2",
+                    above=[
+                        "The built-in OAuth2 flow: run `syncd oauth login "
+                        f"{draft.name}` once to store a refresh token in the system keyring."
+                    ],
+                )
+                for key, value in server.oauth2.items():
+                    block.add(key, value)
+                break
         for server in (draft.imap, draft.smtp):
             if server is not None:
                 body.fields.append(
@@ -454,4 +470,23 @@ def run_merge(
     existing = _read(config)
     return source, msmtp.merge(
         existing, config, text, source=str(source), home=str(home), cwd=str(cwd)
+    )
+
+
+_TOKEN_HELPERS: Final = (
+    ("mutt_oauth2", "mutt's mutt_oauth2.py"),
+    ("pizauth", "pizauth"),
+    ("oama", "oama"),
+    ("oauth2ms", "oauth2ms"),
+    ("oauth2token", "oauth2token"),
+)
+
+
+def token_command_note(command: str, account: str) -> str:
+    """What an import says when it keeps an OAuth2 helper's command as ``token_command``."""
+    helper = next((name for key, name in _TOKEN_HELPERS if key in command), "that command")
+    return (
+        f"OAuth2: kept as token_command ({helper} goes on getting and refreshing the "
+        f"tokens); to drop the helper, give the account an oauth2: block (provider, "
+        f"client_id) instead and run `syncd oauth login {account}` (README: OAuth2)"
     )

@@ -49,6 +49,7 @@ from syncd.importers import (
     is_loopback,
     masked,
     tidy_path,
+    token_command_note,
 )
 from syncd.planner.folders import folder_selected
 
@@ -955,6 +956,8 @@ class _Translator:
             if command:
                 draft.token_command = command
                 draft.explain("token_command", "PassCmd, which printed the OAuth2 token")
+                assert passcmd is not None
+                self.report(passcmd, token_command_note(command, "ACCOUNT"), IssueKind.NOTE)
             else:
                 self.report(
                     mechs_line,

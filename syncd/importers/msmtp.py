@@ -46,6 +46,7 @@ from syncd.importers import (
     masked,
     server_text,
     tidy_path,
+    token_command_note,
 )
 from syncd.importers.yamlout import scalar
 
@@ -396,6 +397,12 @@ class _Translator:
             if draft.auth is not None:
                 draft.token_command = evaluated.value
                 draft.explain("token_command", "passwordeval")
+                self.report(
+                    "passwordeval",
+                    evaluated,
+                    token_command_note(evaluated.value, "ACCOUNT"),
+                    IssueKind.NOTE,
+                )
             else:
                 draft.password_command = evaluated.value
                 draft.explain("password_command", "passwordeval")

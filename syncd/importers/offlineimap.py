@@ -106,6 +106,23 @@ _LOCAL_REASONS: Final = {
     "folderincludes": "syncd syncs the folders its folders: patterns select",
     "foldersort": _NOT_NEEDED + "syncd's order of folders does not matter",
 }
+_OAUTH2_REASON: Final = (
+    "syncd's built-in OAuth2 flow reads it only with auth_mechanisms = XOAUTH2 and an "
+    "oauth2_client_id"
+)
+_OAUTH2_KEYS: Final = frozenset(
+    {
+        "oauth2_request_url",
+        "oauth2_client_id",
+        "oauth2_client_id_eval",
+        "oauth2_client_secret",
+        "oauth2_client_secret_eval",
+        "oauth2_refresh_token",
+        "oauth2_refresh_token_eval",
+        "oauth2_access_token",
+        "oauth2_access_token_eval",
+    }
+)
 _REMOTE_REASONS: Final = {
     "ssl_version": "syncd always uses TLS 1.2 or newer",
     "tls_level": "syncd always uses TLS 1.2 or newer",
@@ -138,15 +155,15 @@ _REMOTE_REASONS: Final = {
     "dynamic_folderfilter": _NOT_NEEDED + "syncd checks folders: on every sync",
     "trashfolder": _NOT_NEEDED + "syncd syncs the Trash folder like any other",
     "spamfolder": _NOT_NEEDED + "syncd syncs the Spam folder like any other",
-    "oauth2_request_url": "syncd takes OAuth2 tokens from a token_command",
-    "oauth2_client_id": "syncd takes OAuth2 tokens from a token_command",
-    "oauth2_client_id_eval": "syncd takes OAuth2 tokens from a token_command",
-    "oauth2_client_secret": "syncd takes OAuth2 tokens from a token_command",
-    "oauth2_client_secret_eval": "syncd takes OAuth2 tokens from a token_command",
-    "oauth2_refresh_token": "syncd takes OAuth2 tokens from a token_command",
-    "oauth2_refresh_token_eval": "syncd takes OAuth2 tokens from a token_command",
-    "oauth2_access_token": "syncd takes OAuth2 tokens from a token_command",
-    "oauth2_access_token_eval": "syncd takes OAuth2 tokens from a token_command",
+    "oauth2_request_url": _OAUTH2_REASON,
+    "oauth2_client_id": _OAUTH2_REASON,
+    "oauth2_client_id_eval": _OAUTH2_REASON,
+    "oauth2_client_secret": _OAUTH2_REASON,
+    "oauth2_client_secret_eval": _OAUTH2_REASON,
+    "oauth2_refresh_token": _OAUTH2_REASON,
+    "oauth2_refresh_token_eval": _OAUTH2_REASON,
+    "oauth2_access_token": _OAUTH2_REASON,
+    "oauth2_access_token_eval": _OAUTH2_REASON,
 }
 _HANDLED_REMOTE: Final = frozenset(
     {
@@ -868,7 +885,8 @@ class _Translator:
             return None
         gmail = kind == "gmail"
         draft = ServerDraft("imap", keep_server_names=True)
-        self.leftovers(section, _HANDLED_REMOTE, _REMOTE_REASONS)
+        handled = _HANDLED_REMOTE | (_OAUTH2_KEYS if self.uses_oauth2(section) else frozenset())
+        self.leftovers(section, handled, _REMOTE_REASONS)
         tunnel_key = next(
             (k for k in ("preauthtunnel", "transporttunnel") if self.get(section, k)), None
         )
@@ -1007,6 +1025,98 @@ class _Translator:
                 f"no remoteuser; syncd needs the user name in username, now {PLACEHOLDER_USER}",
             )
 
+    def uses_oauth2(self, section: str) -> bool:
+        """XOAUTH2 first in auth_mechanisms, with a client ID: the oauth2_* keys are read."""
+        mechs = (self.get(section, "auth_mechanisms") or "").split(",")
+        first = mechs[0].strip().lower() if mechs else ""
+        return first == "xoauth2" and bool(self.client_id(section))
+
+    def client_id(self, section: str) -> str | None:
+        """``oauth2_client_id``, or an ``oauth2_client_id_eval`` that is a plain string."""
+        value = self.get(section, "oauth2_client_id")
+        if value is not None:
+            return value.strip() or None
+        expr = self.get(section, "oauth2_client_id_eval")
+        found = translate_passeval(expr, self.helpers) if expr is not None else None
+        return found[1].strip() or None if found is not None and found[0] == "literal" else None
+
+    def oauth2(self, section: str, draft: ServerDraft) -> bool:
+        """OfflineIMAP's ``oauth2_*`` keys as the built-in flow (provider from the URL).
+
+        The refresh token is not copied into the config: `syncd oauth login` gets a new
+        one into the keyring. False when there is no client ID to build on.
+        """
+        client_id = self.client_id(section)
+        if not client_id:
+            return False
+        url = (self.get(section, "oauth2_request_url") or "").strip()
+        host = (draft.host or "").lower()
+        block: dict[str, str] = {}
+        if "googleapis.com" in url or "accounts.google.com" in url or is_gmail(host):
+            block["provider"] = "google"
+        elif "login.microsoftonline.com" in url or "office365.com" in host:
+            block["provider"] = "microsoft"
+            tenant = url.split("login.microsoftonline.com/", 1)[-1].split("/", 1)[0]
+            if "login.microsoftonline.com/" in url and tenant and tenant != "common":
+                block["tenant"] = tenant
+        else:
+            self.report(
+                section,
+                "oauth2_request_url",
+                "OAuth2 with a provider syncd has no preset for: add auth_url and scopes "
+                "to the oauth2: block (provider: custom), then run `syncd oauth login "
+                "ACCOUNT`",
+            )
+            block["provider"] = "custom"
+            block["token_url"] = url or "https://CHANGE-ME/token"
+            block["auth_url"] = "https://CHANGE-ME/authorize"
+            block["scopes"] = "CHANGE-ME"
+        block["client_id"] = client_id.strip()
+        secret_eval = self.get(section, "oauth2_client_secret_eval")
+        secret = self.get(section, "oauth2_client_secret")
+        if secret_eval is not None:
+            found = translate_passeval(secret_eval, self.helpers)
+            if found is not None and found[0] == "command":
+                block["client_secret_command"] = found[1]
+            elif found is not None:
+                block["client_secret"] = found[1]
+            else:
+                self.report(
+                    section,
+                    "oauth2_client_secret_eval",
+                    "not a plain call; add client_secret to the oauth2: block",
+                )
+        elif secret:
+            block["client_secret"] = secret.strip()
+        draft.auth = "xoauth2"
+        draft.oauth2 = block
+        dropped = [
+            k
+            for k in (
+                "oauth2_refresh_token",
+                "oauth2_refresh_token_eval",
+                "oauth2_access_token",
+                "oauth2_access_token_eval",
+            )
+            if self.get(section, k) is not None
+        ]
+        note = (
+            f"OAuth2: the built-in flow (provider: {block['provider']}, your client ID"
+            + (
+                " and secret"
+                if "client_secret" in block or "client_secret_command" in block
+                else ""
+            )
+            + "); run `syncd oauth login ACCOUNT` once"
+        )
+        if dropped:
+            note += (
+                f" ({', '.join(dropped)} not copied: tokens never go into syncd's config; "
+                "the login stores a new refresh token in the system keyring)"
+            )
+        self.report(section, "auth_mechanisms", note, IssueKind.NOTE)
+        return True
+
     def password(self, section: str, draft: ServerDraft) -> None:
         mechs = [
             m.strip().lower()
@@ -1014,12 +1124,15 @@ class _Translator:
             if m.strip()
         ]
         if mechs and "xoauth2" in mechs[:1]:
+            if self.oauth2(section, draft):
+                return
             self.report(
                 section,
                 "auth_mechanisms",
-                "OAuth2 is not carried over: syncd takes the token from a command; add "
-                "auth: xoauth2 and a token_command printing a fresh access token (the "
-                "config now logs in with a password from the system keyring)",
+                "OAuth2 is not carried over: no oauth2_client_id; add an oauth2: block "
+                "(provider, client_id) and auth: xoauth2, then run `syncd oauth login "
+                "ACCOUNT`, or a token_command printing a fresh access token (the config now "
+                "logs in with a password from the system keyring)",
             )
             return
         if mechs and not set(mechs) & {"plain", "login"}:

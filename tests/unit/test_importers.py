@@ -1127,3 +1127,115 @@ def test_fingerprint_ignores_the_x_tuid_mbsync_adds():
     folded = b"X-TUID: abc\n def\nFrom: a@b\nSubject: hi\nMessage-ID: <1@b>\n\nbody\n"
     assert fingerprint(local) == fingerprint(server) == fingerprint(folded)
     assert fingerprint(b"From: a@b\nSubject: other\n\n") != fingerprint(server)
+
+
+# -- OAuth2 (issue 15): each import says which mapping it chose ---------------------------------
+
+
+def test_mbsync_oauth2_helper_is_kept_as_token_command_and_says_so():
+    result = mb(
+        """\
+        IMAPStore gmail
+        Host imap.gmail.com
+        SSLType IMAPS
+        User me@gmail.com
+        AuthMechs XOAUTH2
+        PassCmd "~/bin/mutt_oauth2.py ~/.gmail.tokens"
+
+        MaildirStore gmail-local
+        Path ~/Mail/gmail/
+        Inbox ~/Mail/gmail/INBOX
+
+        Channel gmail
+        Far :gmail:
+        Near :gmail-local:
+        Patterns *
+        """
+    )
+    (acct,) = config_of(result).accounts
+    assert acct.imap is not None and acct.imap.auth.value == "xoauth2"
+    assert acct.imap.secret.command == "~/bin/mutt_oauth2.py ~/.gmail.tokens"
+    note = one_issue(result, "OAuth2: kept as token_command")
+    assert note.startswith("note:") and "mutt's mutt_oauth2.py" in note
+    assert "syncd oauth login" in note
+
+
+def test_msmtp_oauth2_passwordeval_is_kept_as_token_command_and_says_so():
+    result = ms(
+        """\
+        account work
+        host smtp.office365.com
+        port 587
+        tls on
+        tls_starttls on
+        auth xoauth2
+        user me@contoso.com
+        passwordeval "pizauth show work"
+        from me@contoso.com
+        """
+    )
+    (acct,) = config_of(result).accounts
+    assert acct.smtp is not None and acct.smtp.auth.value == "xoauth2"
+    assert acct.smtp.secret.command == "pizauth show work"
+    assert "pizauth goes on getting" in one_issue(result, "OAuth2: kept as token_command")
+
+
+OFFLINEIMAP_OAUTH = """\
+[general]
+accounts = Gmail
+
+[Account Gmail]
+localrepository = gmail-local
+remoterepository = gmail-remote
+
+[Repository gmail-local]
+type = Maildir
+localfolders = ~/Mail/gmail
+
+[Repository gmail-remote]
+type = Gmail
+remoteuser = me@gmail.com
+auth_mechanisms = XOAUTH2
+oauth2_request_url = https://accounts.google.com/o/oauth2/token
+oauth2_client_id = 1234-abc.apps.googleusercontent.com
+oauth2_client_secret = GOCSPX-not-so-secret
+oauth2_refresh_token = 1//0refresh-token-never-copied
+sslcacertfile = OS-DEFAULT
+"""
+
+
+def test_offlineimap_oauth2_keys_become_the_builtin_flow_without_the_refresh_token():
+    result = oi(OFFLINEIMAP_OAUTH)
+    (acct,) = config_of(result).accounts
+    assert acct.oauth2 is not None
+    assert acct.oauth2.provider.value == "google"
+    assert acct.oauth2.client_id == "1234-abc.apps.googleusercontent.com"
+    assert acct.oauth2.client_secret == "GOCSPX-not-so-secret"
+    assert acct.imap is not None and acct.imap.secret.kind.value == "oauth2"
+    assert result.text is not None and "1//0refresh-token-never-copied" not in result.text
+    note = one_issue(result, "OAuth2: the built-in flow")
+    assert note.startswith("note:") and "syncd oauth login" in note
+    assert "oauth2_refresh_token not copied" in note
+    assert not any("oauth2_client_id" in i for i in issues(result, IssueKind.UNTRANSLATED))
+
+
+def test_offlineimap_microsoft_tenant_from_the_request_url():
+    rc = OFFLINEIMAP_OAUTH.replace(
+        "type = Gmail", "type = IMAP\nremotehost = outlook.office365.com"
+    )
+    rc = rc.replace(
+        "https://accounts.google.com/o/oauth2/token",
+        "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token",
+    ).replace("oauth2_client_secret = GOCSPX-not-so-secret\n", "")
+    (acct,) = config_of(oi(rc)).accounts
+    assert acct.oauth2 is not None and acct.oauth2.provider.value == "microsoft"
+    assert "/contoso.onmicrosoft.com/" in acct.oauth2.token_url
+    assert acct.oauth2.client_secret is None
+
+
+def test_offlineimap_xoauth2_without_a_client_id_is_reported():
+    rc = OFFLINEIMAP_OAUTH.replace("oauth2_client_id = 1234-abc.apps.googleusercontent.com\n", "")
+    result = oi(rc)
+    (acct,) = config_of(result).accounts
+    assert acct.oauth2 is None
+    assert "no oauth2_client_id; add an oauth2: block" in one_issue(result, "not carried over")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from email.utils import getaddresses, parseaddr
+from pathlib import Path
 
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -63,3 +65,42 @@ def test_the_writer_imports_only_the_standard_librarys_light_modules() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_sendmail_with_unchanged_config_imports_none_of_the_heavy_standard_library(
+    tmp_path: Path,
+) -> None:
+    """What keeps `syncd sendmail` under 50 ms a call (bench scenario 9): once the config's
+    notes are kept, a call loads none of these (each costs milliseconds at start)."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"""accounts:
+  a:
+    maildir: {tmp_path}/Mail
+    from: [me@example.org]
+    pop3: {{host: 127.0.0.1, port: 1, tls: none, username: u, password_command: echo x}}
+    smtp: {{host: 127.0.0.1, port: 1, tls: none, username: u, password_command: echo x}}
+"""
+    )
+    code = (
+        "import sys\n"
+        "before = set(sys.modules)\n"  # a development install's import hook loads pathlib
+        "from syncd import cli\n"
+        f"rc = cli.main(['sendmail', '-c', {str(config)!r}, '-oi', '--', 'Bob <bob@x.org>'])\n"
+        "heavy = sorted(m for m in ('pathlib', 'typing', 'dataclasses', 'logging', 'email', "
+        "'socket', 'argparse', 'yaml', 'syncd.config', 'syncd.model', 'syncd.drivers.outbox') "
+        "if m in set(sys.modules) - before)\n"
+        "print(rc, heavy)\n"
+    )
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    raw = b"From: Me <me@example.org>\nTo: Bob <bob@x.org>\nSubject: s\n\nbody\n"
+    outs = [
+        subprocess.run(
+            [sys.executable, "-c", code], input=raw, capture_output=True, env=env, check=True
+        ).stdout.decode()
+        for _ in range(2)
+    ]
+    assert outs[0].startswith("0 ") and "syncd.config" in outs[0]  # parsed, notes kept
+    assert outs[1].strip() == "0 []"
+    queued = sorted((tmp_path / "Mail" / ".outbox" / "new").iterdir())
+    assert [p.read_bytes() for p in queued] == [raw, raw]

@@ -963,11 +963,13 @@ class MaildirFolder:
         """
         subdir = "cur" if flags else "new"
         entry = LocalEntry(key, subdir, _file_name(key, flags, "", subdir), flags)
-        if not flags and not os.path.lexists(self.path_of(entry)):
-            # Unread mail a reader has seen stays unflagged in cur/ (mutt's mark_old).
-            seen = LocalEntry(key, "cur", _file_name(key, flags, "", "cur"), flags)
-            if os.path.lexists(self.path_of(seen)):
-                return seen
+        if Flag.S not in flags and not os.path.lexists(self.path_of(entry)):
+            # Unread mail a reader has seen stays unflagged in cur/ (mutt's mark_old); and
+            # deliver() leaves unread mail in new/ whatever its other flags ("key:2,F").
+            other = "new" if subdir == "cur" else "cur"
+            there = LocalEntry(key, other, _file_name(key, flags, "", other), flags)
+            if os.path.lexists(self.path_of(there)):
+                return there
         return entry
 
     def path_of(self, entry: LocalEntry) -> Path:

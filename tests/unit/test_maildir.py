@@ -734,3 +734,19 @@ def test_set_flags_merges_a_concurrent_reader_change(inbox: MaildirFolder) -> No
     # A removal planned from a stale name merges the same way: the reader's T stays.
     os.rename(inbox.path_of(now), inbox.path / "cur" / f"{entry.key}:2,FRST")
     assert inbox.set_flags(now, Flag.F | Flag.S).name == f"{entry.key}:2,FST"
+
+
+@pytest.mark.parametrize(
+    "flags", [Flag.NONE, Flag.F, Flag.F | Flag.R, Flag.S, Flag.S | Flag.F], ids=repr
+)
+def test_assumed_entry_finds_what_deliver_and_set_flags_made(
+    inbox: MaildirFolder, flags: Flag
+) -> None:
+    # An unread message keeps its other flags in new/ when delivered, and moves to cur/
+    # when syncd changes its flags: either way its name is found without a listing.
+    (delivered,) = inbox.deliver([(MSG, flags, None)])
+    assert inbox.assumed_entry(delivered.key, flags) == delivered
+    (other,) = inbox.deliver([(MSG, Flag.NONE, None)])
+    renamed = inbox.set_flags(other, flags)
+    assert inbox.assumed_entry(other.key, flags) == renamed
+    assert inbox.path_of(renamed).exists()

@@ -135,15 +135,28 @@ def _drop_restores_of_moved(
     moved_fps: set[Fingerprint],
     elsewhere: Mapping[Fingerprint, Collection[tuple[str, Uid]]],
 ) -> None:
+    # Only the fingerprints of restored messages are looked up: none, no index of the
+    # account's pairs (a resync of 100 000 messages would build one of 100 000 entries).
+    wanted: set[Fingerprint] = set()
+    for folder, actions in plans.items():
+        base = bases.get(folder, {})
+        for action in actions:
+            if isinstance(action, Copy) and action.replaces is not None:
+                restored = base.get(action.replaces)
+                if restored is not None and restored.fp is not None:
+                    wanted.add(restored.fp)
+    if not wanted:
+        return
     vanishing = {(f, pair.uid) for index in gone.values() for f, pair, _ in index.values()}
     kept: dict[Fingerprint, set[tuple[str, Uid]]] = {}
     for fp, where in elsewhere.items():
-        kept[fp] = {(f, uid) for f, uid in where if f not in bases}
-    for fp in moved_fps:  # a message moved in this plan lives on in its new folder
+        if fp in wanted:
+            kept[fp] = {(f, uid) for f, uid in where if f not in bases}
+    for fp in moved_fps & wanted:  # a message moved in this plan lives on in its new folder
         kept.setdefault(fp, set()).add(("", Uid(0)))
     for folder, base in bases.items():
         for pair in base.values():
-            if pair.fp is not None and (folder, pair.uid) not in vanishing:
+            if pair.fp in wanted and (folder, pair.uid) not in vanishing:
                 kept.setdefault(pair.fp, set()).add((folder, pair.uid))
     for folder, actions in plans.items():
         base = bases.get(folder, {})

@@ -694,11 +694,13 @@ def _oauth_check_line(account: str, oauth2: OAuth2Config) -> str:
     """Where the account's OAuth2 grant is kept and when its access token ends (never a token)."""
     from syncd import oauth
 
-    where, left = oauth.token_status(oauth2)
+    where, obtained, left = oauth.token_status(oauth2)
     line = f"{account}/oauth2 ({oauth2.provider.value}, client {oauth2.client_id}): refresh token "
     line += f"in {where}"
-    if left is None:
+    if not obtained:
         return line + "; no access token obtained"
+    if left is None:
+        return line + "; the provider did not say when the access token expires"
     until = time.strftime("%H:%M:%S", time.localtime(time.time() + left))
     return line + f"; the access token expires at {until} (in {max(0, round(left))} s)"
 

@@ -345,11 +345,12 @@ class TokenCache:
             self._refresh()
             return True
 
-    def status(self) -> tuple[str, float | None]:
-        """(where the refresh token is kept, seconds until the access token expires)."""
+    def status(self) -> tuple[str, bool, float | None]:
+        """(where the refresh token is kept, whether an access token was obtained, seconds
+        until it expires: None when the provider did not say)."""
         with self._lock:
             left = None if self._expires_at is None else self._expires_at - self._clock()
-        return _where(self.cfg), left
+            return _where(self.cfg), self._access is not None, left
 
     def _refresh(self) -> str:
         cfg = self.cfg
@@ -419,8 +420,8 @@ def renew(cfg: OAuth2Config, refused: str) -> bool:
     return _cache(cfg).renew(refused)
 
 
-def token_status(cfg: OAuth2Config) -> tuple[str, float | None]:
-    """For ``syncd check``: where the refresh token is, seconds until the access token ends."""
+def token_status(cfg: OAuth2Config) -> tuple[str, bool, float | None]:
+    """For ``syncd check``: :meth:`TokenCache.status` of the account's cache."""
     return _cache(cfg).status()
 
 
@@ -444,6 +445,8 @@ class _Redirect:
 
 def _listener(expect: _Redirect, done: threading.Event) -> HTTPServer:
     class Handler(BaseHTTPRequestHandler):
+        timeout = 10  # a connection that never sends its request does not hold the login
+
         def do_GET(self) -> None:
             query = urllib.parse.urlsplit(self.path).query
             params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
@@ -555,8 +558,13 @@ def authorization_code_login(
 
 
 def _open_browser(url: str) -> bool:
+    import os
+    import sys
     import webbrowser
 
+    graphical = any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "BROWSER"))
+    if not graphical and sys.platform != "darwin":
+        return False  # webbrowser would start lynx or w3m in this terminal, over our output
     try:
         webbrowser.get()  # webbrowser.Error when there is none (no DISPLAY, no BROWSER)
         return webbrowser.open(url)

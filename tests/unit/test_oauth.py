@@ -102,8 +102,9 @@ def test_login_stores_the_refresh_token_and_the_cache_refreshes_early(store: Fil
         # The server rotates refresh tokens; the keyring follows.
         assert store.get_password("syncd", "work/oauth2-refresh") == auth.issued_refresh_tokens[-1]
         assert auth.issued_refresh_tokens[-1] != first_refresh
-        where, left = cache.status()
-        assert "work/oauth2-refresh" in where and left is not None and 599 <= left <= 600
+        where, obtained, left = cache.status()
+        assert "work/oauth2-refresh" in where and obtained
+        assert left is not None and 599 <= left <= 600
 
 
 def test_threads_share_one_refresh(store: FileKeyring) -> None:

@@ -368,9 +368,22 @@ class TokenCache:
                 cfg, {"grant_type": "refresh_token", "refresh_token": token}, what
             )
         except LoginRequired:
-            self._refused = token
-            self._access = None
-            raise
+            # Another process (a `syncd sync` beside the daemon) may have refreshed at the
+            # same moment and had the token rotated under us: its successor is stored.
+            stored = _load_refresh_token(cfg)
+            if stored == token:
+                self._refused = token
+                self._access = None
+                raise
+            token = stored
+            try:
+                tokens = _token_request(
+                    cfg, {"grant_type": "refresh_token", "refresh_token": token}, what
+                )
+            except LoginRequired:
+                self._refused = token
+                self._access = None
+                raise
         self.refreshes += 1
         lifetime = tokens.expires_in if tokens.expires_in is not None else ASSUMED_LIFETIME
         self._access = tokens.access_token

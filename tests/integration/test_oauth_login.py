@@ -473,3 +473,16 @@ def test_revoked_refresh_token_puts_the_daemon_in_auth_failed_without_a_loop(
         daemon.stop()
     assert f"run: syncd oauth login {ACCOUNT}" in daemon.text()
     world.assert_no_token_leaked()
+
+
+def test_init_reads_the_login_mechanisms_before_any_login(world_factory) -> None:
+    from syncd.config import load_config
+    from syncd.drivers.probe import login_mechanisms
+
+    world: World = world_factory()
+    imap = load_config(world.config).accounts[0].imap
+    assert imap is not None
+    ways = login_mechanisms(imap)
+    # Dovecot with its oauth2 passdb: both tokens and passwords (so init asks for one).
+    assert {"XOAUTH2", "OAUTHBEARER", "PLAIN", "LOGIN"} <= set(ways), ways
+    assert world.auth.grants_seen == []  # nothing was logged in, no token asked for

@@ -268,3 +268,22 @@ def test_read_only_refresh_token_command_refuses_login_before_the_browser(
         with pytest.raises(CredentialError, match="refresh_token_store_command"):
             oauth.login(cfg, device=False, say=lambda _: None, open_browser=False, timeout=1)
         assert auth.grants_seen == []
+
+
+def test_a_refresh_raced_by_another_process_takes_the_rotated_token(tmp_path: Path) -> None:
+    current, old, flag = tmp_path / "current", tmp_path / "old", tmp_path / "flag"
+    # Process B's read comes just before process A's refresh: it sees the old token once.
+    stale_once = f"if [ -e {flag} ]; then cat {current}; else touch {flag}; cat {old}; fi"
+    with AuthServer() as auth:
+        store_cmd = f"cat > {current}"
+        a = config(
+            auth, refresh_token_command=f"cat {current}", refresh_token_store_command=store_cmd
+        )
+        b = config(auth, refresh_token_command=stale_once, refresh_token_store_command=store_cmd)
+        browser_login(auth, a)
+        old.write_text(current.read_text())
+        assert oauth.TokenCache(a).get()  # A rotates the refresh token
+        token = oauth.TokenCache(b).get()  # B sends the old one, is refused, reads again
+        assert auth.check(token) == auth.user
+        assert len(auth.failed_token_requests) == 1
+        assert current.read_text() == auth.issued_refresh_tokens[-1] + "\n"

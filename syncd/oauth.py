@@ -317,10 +317,10 @@ class TokenCache:
         self._access: str | None = None
         self._refresh_at = 0.0
         self._expires_at: float | None = None
-        self._refresh_token: str | None = None
+        self._unsaved: str | None = None
+        """A rotated refresh token the store would not take: used from memory instead."""
         self._refused: str | None = None
         """A refresh token the provider refused: not sent again."""
-        self.refreshes = 0
 
     def get(self) -> str:
         """A valid access token: the cached one, or a fresh one if it is (nearly) expired."""
@@ -354,7 +354,7 @@ class TokenCache:
 
     def _refresh(self) -> str:
         cfg = self.cfg
-        token = _load_refresh_token(cfg)
+        token = self._unsaved or _load_refresh_token(cfg)
         if token == self._refused:
             raise LoginRequired(
                 f"accounts.{cfg.account}.oauth2: the OAuth2 provider refused the stored refresh "
@@ -371,9 +371,8 @@ class TokenCache:
             # Another process (a `syncd sync` beside the daemon) may have refreshed at the
             # same moment and had the token rotated under us: its successor is stored.
             stored = _load_refresh_token(cfg)
-            if stored == token:
-                self._refused = token
-                self._access = None
+            if stored in (token, self._refused):
+                self._refused, self._unsaved, self._access = token, None, None
                 raise
             token = stored
             try:
@@ -381,19 +380,18 @@ class TokenCache:
                     cfg, {"grant_type": "refresh_token", "refresh_token": token}, what
                 )
             except LoginRequired:
-                self._refused = token
-                self._access = None
+                self._refused, self._unsaved, self._access = token, None, None
                 raise
-        self.refreshes += 1
         lifetime = tokens.expires_in if tokens.expires_in is not None else ASSUMED_LIFETIME
         self._access = tokens.access_token
         self._expires_at = started + lifetime if tokens.expires_in is not None else None
         self._refresh_at = started + lifetime - min(EARLY, lifetime / 10)
-        self._refresh_token = token
         if tokens.refresh_token is not None and tokens.refresh_token != token:
             # Rotation (RFC 6749 6, OAuth 2.1): the old one may already be dead.
+            self._unsaved = tokens.refresh_token
             try:
                 _store_refresh_token(cfg, tokens.refresh_token)
+                self._unsaved = None
             except CredentialError as exc:
                 log.warning(
                     "%s: the provider sent a new refresh token that could not be stored (%s); "
@@ -402,7 +400,6 @@ class TokenCache:
                     exc,
                     cfg.account,
                 )
-            self._refresh_token = tokens.refresh_token
         log.debug("%s: new OAuth2 access token, valid for %s s", cfg.account, f"{lifetime:.0f}")
         return tokens.access_token
 

@@ -287,3 +287,25 @@ def test_a_refresh_raced_by_another_process_takes_the_rotated_token(tmp_path: Pa
         assert auth.check(token) == auth.user
         assert len(auth.failed_token_requests) == 1
         assert current.read_text() == auth.issued_refresh_tokens[-1] + "\n"
+
+
+def test_a_rotated_token_the_store_refuses_is_used_from_memory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    entry, flag = tmp_path / "entry", tmp_path / "flag"
+    store_once = f"if [ -e {flag} ]; then echo locked >&2; exit 1; fi; touch {flag}; cat > {entry}"
+    with AuthServer() as auth:
+        cfg = config(
+            auth, refresh_token_command=f"cat {entry}", refresh_token_store_command=store_once
+        )
+        browser_login(auth, cfg)  # the one store that works
+        clock = Clock()
+        cache = oauth.TokenCache(cfg, clock=clock)
+        with caplog.at_level("WARNING", logger="syncd.oauth"):
+            first = cache.get()
+        assert "could not be stored" in caplog.text and "locked" in caplog.text
+        clock.now += 3600
+        second = cache.get()  # the entry still holds a dead token; memory has the live one
+        assert second != first and auth.check(second) == auth.user
+        assert auth.failed_token_requests == []
+        assert not any(t in caplog.text for t in auth.issued_refresh_tokens)

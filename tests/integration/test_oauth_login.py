@@ -486,3 +486,39 @@ def test_init_reads_the_login_mechanisms_before_any_login(world_factory) -> None
     # Dovecot with its oauth2 passdb: both tokens and passwords (so init asks for one).
     assert {"XOAUTH2", "OAUTHBEARER", "PLAIN", "LOGIN"} <= set(ways), ways
     assert world.auth.grants_seen == []  # nothing was logged in, no token asked for
+
+
+@pytest.mark.parametrize("role", ["imap", "pop3", "smtp"])
+def test_each_driver_renews_a_refused_token_once_and_logs_in(world_factory, role) -> None:
+    """In one process, as in the daemon: the cached token stops working early (password
+    change, admin revocation of sessions), the server refuses it, the driver asks for a
+    fresh one and logs in again."""
+    import keyring
+
+    from syncd.config import load_config
+    from syncd.credentials import secret_for
+    from syncd.drivers.imap import ImapSession
+    from syncd.drivers.pop3 import Pop3Session
+    from syncd.drivers.smtp import SmtpSession
+    from tests.servers.filekeyring import FileKeyring
+
+    world: World = world_factory(pop=True)
+    account = POP_ACCOUNT if role == "pop3" else ACCOUNT
+    assert world.login(account).startswith("0\n")
+    cfg = next(a for a in load_config(world.config).accounts if a.name == account)
+    server = {"imap": cfg.imap, "pop3": cfg.pop3, "smtp": cfg.smtp}[role]
+    assert server is not None
+    previous = keyring.get_keyring()
+    keyring.set_keyring(FileKeyring(world.keyring))
+    try:
+        secret = secret_for(server)
+        stale = secret()
+        world.auth.expire_access_tokens()
+        assert world.auth.check(stale) is None
+        session = {"imap": ImapSession, "pop3": Pop3Session, "smtp": SmtpSession}[role]
+        with session(server, secret):  # type: ignore[arg-type]
+            pass
+        assert secret() != stale and world.auth.check(secret()) == world.auth.user
+        assert world.auth.grants_seen.count("refresh_token") == 2
+    finally:
+        keyring.set_keyring(previous)

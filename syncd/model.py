@@ -113,7 +113,9 @@ def fingerprint(raw: bytes) -> Fingerprint:
     another sync tool carry (mbsync's ``X-TUID``) is left out, so such a Maildir is adopted.
     """
     # Only the header is converted and hashed: the body of a large message is never copied.
-    ends = [i for i in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if i >= 0]
+    # (CRLF first: a CRLF message has no "\n\n", and looking for one would read it all.)
+    crlf = raw.find(b"\r\n\r\n")
+    ends = [i for i in (crlf, raw.find(b"\n\n", 0, crlf if crlf >= 0 else len(raw))) if i >= 0]
     text = (raw[: min(ends) + 4] if ends else raw).replace(b"\r\n", b"\n")
     end = text.find(b"\n\n")
     header = text if end < 0 else text[: end + 1]

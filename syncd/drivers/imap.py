@@ -604,6 +604,50 @@ def _flag_rows(data: list[Any]) -> _FlagRows:
     return rows
 
 
+_BODY_ITEMS = ("UID", "FLAGS", "INTERNALDATE", "BODY.PEEK[]")
+# The head of a whole-message FETCH line, up to its literal, in the order servers answer.
+_BODY_HEAD = re.compile(
+    rb'\d+ \(UID (\d+) FLAGS \(([^()]*)\) INTERNALDATE "([^"]*)" BODY\[\] \{\d+\}'
+)
+
+
+def _lean_bodies(data: list[Any]) -> dict[int, dict[bytes, Any]] | None:
+    """The responses of ``UID FETCH (UID FLAGS INTERNALDATE BODY.PEEK[])`` as
+    :func:`_fetch_by_uid` gives them, or None when one is not in the usual shape (then
+    imapclient's parser reads them all). Each message is imaplib's literal itself, never
+    copied; imapclient's lexer would look at each of the ~27 tokens of every head.
+    A FETCH without UID between them (the server's news) is left out, as there.
+    """
+    from imapclient.datetime_util import parse_to_datetime
+
+    out: dict[int, dict[bytes, Any]] = {}
+    i, n = 0, len(data)
+    while i < n:
+        item = data[i]
+        if isinstance(item, tuple) and len(item) == 2 and i + 1 < n and data[i + 1] == b")":
+            m = _BODY_HEAD.fullmatch(item[0])
+            if m is None:
+                return None
+            uid, listed, date = m.groups()
+            out[int(uid)] = {
+                b"FLAGS": tuple(listed.split()),
+                b"INTERNALDATE": parse_to_datetime(date, normalise=False),
+                b"BODY[]": item[1],
+            }
+            i += 2
+            continue
+        if not isinstance(item, bytes):
+            return None
+        try:
+            uid_item = _line_items(item)[0]
+        except ValueError:
+            return None
+        if uid_item is not None:
+            return None  # a flag update of one of ours: the generic parser merges it
+        i += 1
+    return out
+
+
 _MESSAGE_ID = re.compile(rb"(?im)^Message-ID:[ \t]*(?:\r?\n[ \t]+)?(<[!-;=?-~]+>)[ \t]*\r?$")
 
 
@@ -1081,14 +1125,27 @@ class ImapSession:
     def _uid_fetch_raw(
         self, uids: str, items: Sequence[str], modifiers: Sequence[str] = ()
     ) -> list[Any]:
+        return self._uid_fetch_receive(self._uid_fetch_send(uids, items, modifiers))
+
+    def _uid_fetch_send(
+        self, uids: str, items: Sequence[str], modifiers: Sequence[str] = ()
+    ) -> bytes:
         # imapclient's fetch() cannot take a "1:*" range; this is the same call without
         # its post-filter, still using its command plumbing and response parser.
-        client = self.client
         args: list[str] = ["FETCH", uids, "(" + " ".join(items) + ")"]
         if modifiers:
             args.append("(" + " ".join(modifiers) + ")")
+        tag: bytes = self.client._imap._command("UID", *args)
+        return tag
+
+    def _uid_fetch_receive(self, tag: bytes) -> list[Any]:
+        """The FETCH responses of the command ``tag``, read up to its completion.
+
+        Commands may be pipelined: imaplib reads only up to this tag, so the responses
+        of a later command are still unread, and each command's are taken away here.
+        """
+        client = self.client
         imap = client._imap
-        tag = imap._command("UID", *args)
         typ, data = imap._command_complete("FETCH", tag)
         client._checkok("fetch", typ, data)
         typ, data = imap._untagged_response(typ, data, "FETCH")
@@ -1177,22 +1234,47 @@ class ImapSession:
         sent first, the next starts after it), so only one big message is ever in memory,
         as long as the caller lets each batch go before asking for the next.
         """
+        batches: list[list[Uid]] = []
         batch: list[Uid] = []
         nbytes = 0
         for uid in sorted(uids):
             size = sizes.get(uid, 0)
             if batch and (len(batch) >= FETCH_BATCH_MESSAGES or nbytes + size > FETCH_BATCH_BYTES):
-                yield self._fetch_batch(batch)
+                batches.append(batch)
                 batch, nbytes = [], 0
             batch.append(uid)
             nbytes += size
         if batch:
-            yield self._fetch_batch(batch)
+            batches.append(batch)
+        # One FETCH ahead: the server reads and sends the next batch (into the socket's
+        # buffers, not this process's memory) while the caller writes this one.
+        pending: tuple[bytes, list[Uid]] | None = None
+        try:
+            for batch in batches:
+                with map_errors("FETCH", folder=self.selected):
+                    tag = self._uid_fetch_send(",".join(map(str, batch)), _BODY_ITEMS)
+                sent, pending = pending, (tag, batch)
+                if sent is not None:
+                    done = self._fetch_batch(*sent)
+                    yield done
+                    del done
+            if pending is not None:
+                sent, pending = pending, None
+                yield self._fetch_batch(*sent)
+        finally:
+            if pending is not None:
+                # Left early (an error while writing): read the command's answer out, or
+                # its bodies would be taken as part of the next command's responses.
+                with contextlib.suppress(Exception):
+                    self._uid_fetch_receive(pending[0])
 
-    def _fetch_batch(self, uids: list[Uid]) -> list[Fetched]:
-        seq = ",".join(str(u) for u in uids)
+    def _fetch_batch(self, tag: bytes, uids: list[Uid]) -> list[Fetched]:
         with map_errors("FETCH", folder=self.selected):
-            rows = self._uid_fetch(seq, ["UID", "FLAGS", "INTERNALDATE", "BODY.PEEK[]"])
+            lines = self._uid_fetch_receive(tag)
+            rows = _lean_bodies(lines)
+            if rows is None:
+                rows = _fetch_by_uid(lines)
+            del lines
         out: list[Fetched] = []
         for uid in uids:
             data = rows.get(uid)

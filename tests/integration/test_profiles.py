@@ -609,3 +609,37 @@ def test_the_sent_copy_is_stored_once_and_paired(
     r = acct.sync()
     assert "downloaded" not in r.out and "uploaded" not in r.out, r.out
     assert len(acct.local_files("Sent")) == 1 and len(acct.remote_messages("Sent")) == 1
+
+
+def test_fetch_batches_pipelined_and_left_early(
+    profile_account: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch's FETCH is sent before the one before it is read. A caller that stops
+    after the first batch leaves no answer unread behind it: the next commands of the
+    session see only their own responses."""
+    from syncd.config import load_config
+    from syncd.drivers import imap
+    from syncd.model import Uid
+
+    acct = profile_account
+    server, user = acct.server, acct.user
+    for i in range(5):
+        server.append(user, "INBOX", msg(i))  # type: ignore[attr-defined]
+    monkeypatch.setattr(imap, "FETCH_BATCH_MESSAGES", 2)
+    cfg = load_config(acct.write_config()).accounts[0].imap
+    assert cfg is not None
+    with imap.ImapSession(cfg, lambda: user.password) as session:  # type: ignore[attr-defined]
+        session.list_folders()
+        session.select("INBOX")
+        uids = sorted(session.listing().flags)
+        assert len(uids) == 5
+        batches = list(session.fetch(uids, {}))
+        assert [[f.uid for f in b] for b in batches] == [uids[:2], uids[2:4], uids[4:]]
+        assert [f.raw for b in batches for f in b] == [msg(i) for i in range(5)]
+        first = session.fetch(uids, {})
+        assert [f.uid for f in next(first)] == uids[:2]
+        first.close()  # the second batch's FETCH was already sent
+        assert not session.client._imap.tagged_commands  # its answer was read out
+        listing = session.listing()
+        assert sorted(listing.flags) == uids and all(Uid(u) in listing.flags for u in uids)
+        assert [f.raw for b in session.fetch(uids[3:], {}) for f in b] == [msg(3), msg(4)]

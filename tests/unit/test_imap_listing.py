@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
-from syncd.drivers.imap import _fetch_by_uid, _flag_rows, _lean_flag_rows, _listing
+from syncd.drivers.imap import (
+    _fetch_by_uid,
+    _flag_rows,
+    _lean_bodies,
+    _lean_flag_rows,
+    _listing,
+)
 from syncd.model import Flag
 
 
@@ -108,3 +114,37 @@ def test_malformed_is_an_error_as_before() -> None:
     assert _lean_flag_rows(data) is None
     with pytest.raises(imaplib.IMAP4.error, match="malformed FETCH"):
         _flag_rows(data)
+
+
+# -- whole messages -------------------------------------------------------------------------
+
+HEAD = b'%d (UID %d FLAGS (%s) INTERNALDATE "04-Dec-2026 05:31:43 %s" BODY[] {%d}'
+
+
+def _body(seq: int, uid: int, flags: bytes, zone: bytes, raw: bytes) -> list[object]:
+    return [(HEAD % (seq, uid, flags, zone, len(raw)), raw), b")"]
+
+
+def test_lean_bodies_match_imapclient() -> None:
+    data = [
+        *_body(1, 5, b"\\Seen $label1", b"+0000", b"From: a\r\n\r\nbody (with) {3}\r\n"),
+        b"4 (FLAGS (\\Deleted))",  # the server's news about another message: left out
+        *_body(2, 9, b"", b"-0130", b"x"),
+    ]
+    rows = _lean_bodies(data)
+    assert rows is not None
+    assert rows == _fetch_by_uid(data)
+    assert rows[5][b"BODY[]"] is data[0][1]  # type: ignore[index]  # not copied
+    assert set(rows) == {5, 9}
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [(b"1 (UID 5 BODY[] {1} FLAGS ()", b"x"), b")"],  # another order
+        [*_body(1, 5, b"", b"+0000", b"x")[:1], b" MODSEQ (3))"],  # more after the literal
+        [*_body(1, 5, b"", b"+0000", b"x"), b"1 (UID 5 FLAGS (\\Seen))"],  # a flag update
+    ],
+)
+def test_other_shapes_of_bodies_go_to_imapclient(data: list[object]) -> None:
+    assert _lean_bodies(data) is None

@@ -183,6 +183,9 @@ class ImapConfig(ServerConfig):
     poll_interval: int
     idle_interval: int
     """Seconds before an IDLE is re-issued (RFC 2177 asks for less than 29 minutes)."""
+    full_check_interval: int = 14400
+    """Seconds between the daemon's full reconciliations (every folder listed on both
+    sides); in between, it syncs what IDLE, polls and the file watch report."""
     special_folders: tuple[tuple[str, str], ...] | None = SPECIAL_FOLDERS
     tunnel: str | None = None
     """A command speaking IMAP on its stdin/stdout (``ssh host /usr/lib/dovecot/imap``),
@@ -477,6 +480,7 @@ _ROLE_KEYS: Final = {
         "idle",
         "poll_interval",
         "idle_interval",
+        "full_check_interval",
         "special_folders",
         "tunnel",
         "namespace",
@@ -1227,6 +1231,9 @@ class _Walker:
             idle_interval = self.integer(
                 reidle_node, section.path("idle_interval"), 1, _MAX_IDLE_INTERVAL
             )
+        full_check = 14400
+        if (full_node := section.get("full_check_interval")) is not None:
+            full_check = self.integer(full_node, section.path("full_check_interval"), 60)
         namespace, separator = self._namespace(section)
         special: tuple[tuple[str, str], ...] | None = SPECIAL_FOLDERS
         if (special_node := section.get("special_folders")) is not None:
@@ -1237,6 +1244,7 @@ class _Walker:
             idle=idle,
             poll_interval=poll_interval,
             idle_interval=idle_interval,
+            full_check_interval=full_check,
             special_folders=special,
             tunnel=self._tunnel(section),
             namespace=namespace,

@@ -176,6 +176,10 @@ class State:
             # run of the same migration a no-op instead of an error.
             script = _MIGRATIONS[v]
             self._db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={v};\nCOMMIT;")
+        # Not a schema version: an index changes no meaning, and an older syncd opens the
+        # file as before. Looking messages up by fingerprint (moves between folders that
+        # the daemon sees in separate syncs) must not read every pair of the account.
+        self._db.execute("CREATE INDEX IF NOT EXISTS pairs_by_fp ON pairs (fp)")
 
     def close(self) -> None:
         self._db.close()
@@ -291,6 +295,11 @@ class State:
         """The pairs of just these UIDs (a primary-key lookup each, whatever the folder's size)."""
         sql = "SELECT uid, key, flags, fp FROM pairs WHERE folder = ? AND uid IN ({})"
         return {Uid(r[0]): _pair(r) for r in self._rows_in(sql, (folder,), uids)}
+
+    def pairs_of_keys(self, folder: str, keys: Iterable[str]) -> dict[Uid, Pair]:
+        """The pairs of these Maildir keys (an index lookup each, whatever the folder's size)."""
+        sql = "SELECT uid, key, flags, fp FROM pairs WHERE folder = ? AND key IN ({})"
+        return {Uid(r[0]): _pair(r) for r in self._rows_in(sql, (folder,), keys)}
 
     def count_pairs(self, folder: str) -> int:
         row = self._db.execute("SELECT count(*) FROM pairs WHERE folder = ?", (folder,))

@@ -34,6 +34,7 @@ from syncd.errors import (
 if TYPE_CHECKING:
     from syncd.config import AccountConfig, Config
     from syncd.drivers.imap import ImapSession
+    from syncd.engine.sync import LocalChanges
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,19 @@ class AccountWorker(threading.Thread):
         self._send = account.smtp is not None
         self._folders: set[str] = set()
         """Folders with local changes, synced once ``_debounce_until`` has passed."""
+        self._names: dict[str, set[str]] = {}
+        """Per folder, the message files the file watch saw change since its last sync."""
+        self._unknown: set[str] = set()
+        """Folders that changed in ways the watch did not name: listed at their next sync."""
+        self.watching = False
+        """The supervisor's file watch covers this account's Maildir (set before start)."""
+        self._tracking = False
+        """Every local change since the last full sync was reported by the watch, so a
+        sync may take the watch's word for what changed instead of listing folders."""
+        self._full = True
+        """The next sync of everything is a full reconciliation (start, reconnect, lost
+        events), not a check of the changes alone."""
+        self._next_full = 0.0
         self._urgent: set[str] = set()
         """Folders the server reported changed: synced as soon as the worker is free."""
         self._not_before = 0.0
@@ -104,8 +118,14 @@ class AccountWorker(threading.Thread):
 
     # -- requests (any thread) -------------------------------------------------------
 
-    def request(self, folder: str | None = None, *, debounce: bool = False) -> None:
-        """Ask for a sync of ``folder`` (None: everything; OUTBOX: drain the outbox)."""
+    def request(
+        self, folder: str | None = None, *, debounce: bool = False, name: str | None = None
+    ) -> None:
+        """Ask for a sync of ``folder`` (None: everything; OUTBOX: drain the outbox).
+
+        ``debounce``: a local change, of the message file ``name`` (``cur/NAME``) or, with
+        no name, of anything in the folder.
+        """
         now = time.monotonic()
         with self._cond:
             if folder is None:
@@ -114,6 +134,10 @@ class AccountWorker(threading.Thread):
                 self._send = True
             elif debounce:
                 self._folders.add(folder)
+                if name is None:
+                    self._unknown.add(folder)
+                else:
+                    self._names.setdefault(folder, set()).add(name)
                 if self._first_request is None:
                     self._first_request = now
                 self._debounce_until = max(
@@ -122,6 +146,13 @@ class AccountWorker(threading.Thread):
                 )
             else:
                 self._urgent.add(folder)
+            self._cond.notify()
+
+    def events_lost(self) -> None:
+        """The file watch dropped events: reconcile everything in full now."""
+        with self._cond:
+            self._tracking = False
+            self._all = self._full = True
             self._cond.notify()
 
     def kick(self) -> None:
@@ -135,7 +166,7 @@ class AccountWorker(threading.Thread):
         with self._cond:
             self._attempt = 0
             self._not_before = 0.0
-            self._all = True
+            self._all = self._full = True
             self._send = self.account.smtp is not None
             self._send_not_before = 0.0
             self._send_attempt = 0
@@ -239,9 +270,11 @@ class AccountWorker(threading.Thread):
                         wake = min(wake, self._send_due)
                     self._cond.wait(timeout=max(0.05, min(wake - now, 60.0)))
                 do_all = folders = None
+                watched: LocalChanges | None = None
                 kicks = self._kicks
                 if mail_ready:
                     do_all = self._all
+                    urgent_folders = self._urgent
                     if do_all or now >= self._debounce_until:
                         folders = self._urgent | self._folders
                         self._folders = set()
@@ -251,6 +284,7 @@ class AccountWorker(threading.Thread):
                         # stays one sync); the server's change goes now.
                         folders = set(self._urgent)
                         self._folders -= folders
+                    watched = self._take_changes(do_all, folders, urgent_folders, now)
                     self._all, self._urgent = False, set()
                     if do_all:
                         self._next_poll = time.monotonic() + self._interval()
@@ -260,12 +294,34 @@ class AccountWorker(threading.Thread):
             self.busy = True
             try:
                 if do_all is not None and folders is not None:
-                    self._work(do_all, folders, kicks)
+                    self._work(do_all, folders, kicks, watched)
                 if send:
                     self._work_send(kicks)
             finally:
                 self.busy = False
                 self.heartbeat = time.monotonic()
+
+    def _take_changes(
+        self, do_all: bool, folders: set[str], urgent: set[str], now: float
+    ) -> LocalChanges | None:
+        """What the file watch saw in the folders about to be synced (under ``_cond``).
+
+        None for a full reconciliation: at start, after a reconnect or lost events, and
+        every ``full_check_interval``; the folders are listed then, whatever the watch said.
+        """
+        from syncd.engine.sync import LocalChanges
+
+        names = {
+            f: frozenset(self._names.pop(f)) for f in list(self._names) if do_all or f in folders
+        }
+        unknown = set(self._unknown) if do_all else self._unknown & folders
+        self._unknown -= unknown
+        full = do_all and (self._full or now >= self._next_full)
+        if full or not self._tracking:
+            self._full = self._full or full
+            return None
+        quiet = frozenset() if do_all else frozenset(folders - urgent)
+        return LocalChanges(names, frozenset(unknown), quiet)
 
     def _classify(self, exc: BaseException, attempt: int) -> tuple[float, str]:
         """(delay, state) for a failure: never a hot loop, long waits for auth/TLS."""
@@ -279,15 +335,18 @@ class AccountWorker(threading.Thread):
             log.error("%s: unexpected error", self.account.name, exc_info=exc)
         return backoff(attempt + 6), "error"
 
-    def _work(self, do_all: bool, folders: set[str], kicks: int) -> None:
+    def _work(
+        self, do_all: bool, folders: set[str], kicks: int, watched: LocalChanges | None = None
+    ) -> None:
         acct = self.account
         if acct.imap is None and acct.pop3 is None:
             return
         self.status.state = "syncing"
         self.status.pending = ["*"] if do_all else sorted(folders)
+        full = do_all and watched is None
         try:
             if acct.imap is not None:
-                self._sync_imap(None if do_all else folders)
+                self._sync_imap(None if do_all else folders, watched)
             if acct.pop3 is not None and do_all:
                 self._poll_pop3()
         except Exception as exc:  # the daemon must outlive any failure of one sync
@@ -306,6 +365,13 @@ class AccountWorker(threading.Thread):
                 # Keep the work: local changes made while offline are pushed on reconnect.
                 self._all = self._all or do_all
                 self._folders |= folders
+                if watched is not None:
+                    for f, names in watched.names.items():
+                        self._names.setdefault(f, set()).update(names)
+                    self._unknown |= watched.unknown
+                if isinstance(exc, TransientError):
+                    # After a reconnect, everything is reconciled in full.
+                    self._all = self._full = True
                 self._not_before = time.monotonic() + delay
             log.warning("%s: %s; retrying in %.0f s", acct.name, exc, delay)
             self.status.state = state
@@ -314,6 +380,15 @@ class AccountWorker(threading.Thread):
             return
         with self._cond:
             self._attempt = 0
+            if full:
+                # From now on the watch's word stands in for listing folders (until
+                # events are lost, a reconnect, or the next full check).
+                self._tracking = self.watching
+                self._full = False
+                imap = acct.imap
+                self._next_full = time.monotonic() + (
+                    imap.full_check_interval if imap is not None else 0
+                )
         self.status.state = "idle"
         self.status.last_sync = time.time()
         self.status.next_retry = None
@@ -391,7 +466,7 @@ class AccountWorker(threading.Thread):
         self._session_used = now
         return self._session
 
-    def _sync_imap(self, folders: set[str] | None) -> None:
+    def _sync_imap(self, folders: set[str] | None, watched: LocalChanges | None = None) -> None:
         from syncd.engine import sync_account
 
         acct = self.account
@@ -409,6 +484,7 @@ class AccountWorker(threading.Thread):
             session=session,
             progress=progress,
             lock_wait=60.0,
+            watched=watched,
         )
         self._session_used = time.monotonic()
         self.status.folders = len(report.folders) if folders is None else self.status.folders
@@ -419,7 +495,8 @@ class AccountWorker(threading.Thread):
                 run_hook(acct.on_new_mail, acct.name, name, fr.downloaded)
             if fr.deferred:
                 # A reader was busy in the folder: look again once it settles, even if no
-                # further file event comes (a filesystem without inotify, a lost event).
+                # further file event comes (a filesystem without inotify, a lost event),
+                # and list it then (what was held back is not among the watch's names).
                 self.request(name, debounce=True)
 
     def _poll_pop3(self) -> None:
@@ -492,7 +569,7 @@ class Supervisor:
 
     def _start(self, config: Config) -> None:
         self.config = config
-        self.watcher = Watcher(self._on_local_change)
+        self.watcher = Watcher(self._on_local_change, self._on_events_lost)
         for acct in config.accounts:
             worker = AccountWorker(config, acct)
             # What the last sync (this daemon's predecessor or `syncd sync`) left, so the
@@ -501,10 +578,14 @@ class Supervisor:
             self.workers[acct.name] = worker
             try:
                 self.watcher.watch_maildir(acct.name, acct.maildir, acct.layout.value, acct.outbox)
+                worker.watching = True
             except OSError as exc:
                 log.warning("%s: cannot watch %s for changes: %s", acct.name, acct.maildir, exc)
-            worker.start()
+        # The watch runs before the first sync starts: a change made during that full
+        # sync is then reported, and later syncs may rely on the watch alone.
         self.watcher.start()
+        for worker in self.workers.values():
+            worker.start()
 
     def _stop_all(self) -> None:
         if self.watcher is not None:
@@ -518,10 +599,15 @@ class Supervisor:
             w.join(timeout=max(0.1, deadline - time.monotonic()))
         self.workers = {}
 
-    def _on_local_change(self, account: str, folder: str) -> None:
+    def _on_local_change(self, account: str, folder: str, name: str | None) -> None:
         worker = self.workers.get(account)
         if worker is not None:
-            worker.request(folder, debounce=True)
+            worker.request(folder, debounce=True, name=name)
+
+    def _on_events_lost(self) -> None:
+        log.warning("the file watch lost events; every folder is listed again")
+        for worker in list(self.workers.values()):
+            worker.events_lost()
 
     def run(self) -> int:
         from syncd.config import load_config

@@ -9,6 +9,8 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+_SUBDIRS = ("cur", "new")
+
 OUTBOX = "\0outbox"
 """The folder name reported for a change in an account's outbox."""
 
@@ -45,15 +47,45 @@ def folder_of(path: Path, root: Path, layout: str) -> str | None:
     return "/".join(parts)
 
 
-class Watcher:
-    """One inotify observer for every watched tree; calls ``on_change(account, folder)``."""
+class _LostEvents(logging.Handler):
+    """Calls ``on_lost`` when watchdog reports that the kernel dropped events.
 
-    def __init__(self, on_change: Callable[[str, str], None]) -> None:
+    watchdog rebuilds its watches after an inotify queue overflow and says so only in its
+    log (``Inotify queue overflowed``); the daemon must then list every folder again.
+    """
+
+    def __init__(self, on_lost: Callable[[], None]) -> None:
+        super().__init__(logging.WARNING)
+        self._on_lost = on_lost
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in str(record.msg).lower():
+            self._on_lost()
+
+
+class Watcher:
+    """One inotify observer for every watched tree.
+
+    Calls ``on_change(account, folder, name)`` for each change: ``name`` is the message
+    file (``cur/NAME`` or ``new/NAME``) that appeared, was renamed or went away, or None
+    when the change is not one file's (a folder made or removed). ``on_lost()`` when the
+    kernel dropped events: what changed meanwhile is unknown.
+    """
+
+    def __init__(
+        self,
+        on_change: Callable[[str, str, str | None], None],
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
         from watchdog.observers import Observer
 
         self._on_change = on_change
         self._observer: Any = Observer()
         self._started = False
+        self._lost_hook: logging.Handler | None = None
+        if on_lost is not None:
+            self._lost_hook = _LostEvents(on_lost)
+            logging.getLogger("watchdog.observers").addHandler(self._lost_hook)
 
     def watch_maildir(self, account: str, root: Path, layout: str, outbox: Path) -> None:
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -72,11 +104,18 @@ class Watcher:
                     p = Path(raw.decode() if isinstance(raw, bytes) else raw)
                     if p == outbox or outbox in p.parents:
                         if "new" in p.relative_to(outbox).parts[:1]:
-                            on_change(account, OUTBOX)
+                            on_change(account, OUTBOX, None)
                         continue
                     folder = folder_of(p, root, layout)
-                    if folder is not None:
-                        on_change(account, folder)
+                    if folder is None:
+                        continue
+                    if event.is_directory:
+                        if event.event_type != "modified":
+                            on_change(account, folder, None)  # a folder made or removed
+                        # else: cur/ or new/ changed, and each file's own event says how
+                        continue
+                    sub = p.parent.name
+                    on_change(account, folder, f"{sub}/{p.name}" if sub in _SUBDIRS else None)
 
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._observer.schedule(Handler(), str(root), recursive=True)
@@ -93,3 +132,6 @@ class Watcher:
             self._observer.stop()
             self._observer.join(timeout=5)
             self._started = False
+        if self._lost_hook is not None:
+            logging.getLogger("watchdog.observers").removeHandler(self._lost_hook)
+            self._lost_hook = None

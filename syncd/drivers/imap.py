@@ -342,6 +342,8 @@ class Listing:
     vanished: set[Uid] | None
     """UIDs expunged since the MODSEQ (QRESYNC), or None when ``flags`` is complete."""
     delta: bool
+    modseq: int | None = None
+    """The highest MODSEQ among the listed messages (CONDSTORE), if any was listed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,13 +467,18 @@ def _uid_set(text: bytes) -> list[int]:
 def _listing(rows: dict[int, dict[bytes, Any]], vanished: set[Uid] | None, delta: bool) -> Listing:
     flags: dict[Uid, Flag] = {}
     sizes: dict[Uid, int] = {}
+    modseq: int | None = None
     for uid, data in rows.items():
         if b"FLAGS" not in data:
             continue
         flags[Uid(uid)] = flags_from_imap(data[b"FLAGS"])
         if b"RFC822.SIZE" in data:
             sizes[Uid(uid)] = int(data[b"RFC822.SIZE"])
-    return Listing(flags, sizes, vanished, delta)
+        got = data.get(b"MODSEQ")
+        if got is not None:
+            value = int(got[0] if isinstance(got, tuple) else got)
+            modseq = value if modseq is None else max(modseq, value)
+    return Listing(flags, sizes, vanished, delta, modseq)
 
 
 def _fetch_by_uid(data: list[Any]) -> dict[int, dict[bytes, Any]]:
@@ -600,7 +607,7 @@ def _flag_rows(data: list[Any]) -> _FlagRows:
     rows = _lean_flag_rows(data)
     if rows is None:
         generic = _listing(_fetch_by_uid(data), None, False)
-        rows = _FlagRows(generic.flags, generic.sizes)
+        rows = _FlagRows(generic.flags, generic.sizes, generic.modseq)
     return rows
 
 
@@ -1103,6 +1110,29 @@ class ImapSession:
             int(r[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in r else None,
         )
 
+    def refresh_selected(self) -> FolderStatus:
+        """The selected folder's state now, without selecting it again.
+
+        A NOOP lets the server bring this session's view up to date; a STATUS then
+        answers from that view. A SELECT would make a server reopen the folder, which for
+        one of 100 000 messages costs Dovecot about 0.3 s against 30 ms for the NOOP.
+        """
+        name = self.selected
+        assert name is not None and self.selected_uidvalidity is not None
+        what = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
+        if self.strategy.delta_listing:
+            what.append("HIGHESTMODSEQ")
+        with map_errors("NOOP", folder=name):
+            self.client.noop()
+        with map_errors("STATUS", folder=name):
+            st = self.client.folder_status(self.server_name(name), what)
+        return FolderStatus(
+            int(st[b"UIDVALIDITY"]),
+            int(st[b"UIDNEXT"]),
+            int(st[b"MESSAGES"]),
+            int(st[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in st else None,
+        )
+
     def select_checked(self, name: str, uidvalidity: int) -> None:
         """Select ``name`` (unless it is selected) and make sure its UIDs still mean what
         they meant when the caller planned with ``uidvalidity``.
@@ -1177,7 +1207,7 @@ class ImapSession:
                 rows = self._flag_fetch(f"1:{sizes_from - 1}", ["UID", "FLAGS"])
                 # n:* is *:n when n is past the last UID: at worst the last message again.
                 rows.update(self._flag_fetch(f"{sizes_from}:*", items))
-            return Listing(rows.flags, rows.sizes, None, False)
+            return Listing(rows.flags, rows.sizes, None, False, rows.modseq)
         with map_errors("FETCH FLAGS", folder=name):
             imap = self.client._imap
             imap.untagged_responses.pop("VANISHED", None)
@@ -1198,7 +1228,7 @@ class ImapSession:
                 rows = self._flag_fetch("1:*", items)
                 vanished = None
                 delta = False
-        return Listing(rows.flags, rows.sizes, vanished, delta)
+        return Listing(rows.flags, rows.sizes, vanished, delta, rows.modseq)
 
     def listing_of(self, uids: Iterable[Uid]) -> Listing:
         """Flags and sizes of just these messages of the selected folder."""

@@ -40,6 +40,7 @@ import itertools
 import logging
 import os
 import shlex
+import stat
 import threading
 import time
 import uuid
@@ -887,6 +888,44 @@ class MaildirFolder:
                     _INFO_FLAGS[info] = flags
             out.append(LocalEntry(LocalKey(key), subdir, name, flags))
         return out
+
+    def look_up(
+        self, names: Collection[str]
+    ) -> tuple[dict[LocalKey, LocalEntry], set[LocalKey], set[LocalKey]]:
+        """Which of these files (``"cur/NAME"`` or ``"new/NAME"``) are messages now.
+
+        For the names a file watch reported, without listing the folder: one lstat per
+        name. Returns (the messages found, by key; the keys none of whose names is a
+        file now; the keys found only as empty or unreadable files). A key missing here
+        may have been renamed again under a name not reported yet, so it is a claim to
+        confirm (:meth:`confirm_gone`) before anything is deleted for it.
+        """
+        found: dict[LocalKey, LocalEntry] = {}
+        tried: set[LocalKey] = set()
+        damaged: set[LocalKey] = set()
+        for rel in names:
+            subdir, _, name = rel.partition("/")
+            if subdir not in ("new", "cur") or not name or name.startswith(".") or "/" in name:
+                continue
+            key_text = name.partition(":")[0]
+            if not key_text:
+                continue
+            key = LocalKey(key_text)
+            tried.add(key)
+            try:
+                st = os.lstat(self.path / subdir / name)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if st.st_size == 0 or not os.access(self.path / subdir / name, os.R_OK):
+                damaged.add(key)
+                continue
+            entry = LocalEntry(key, subdir, name, _parse_name(name)[1])
+            old = found.get(key)
+            found[key] = entry if old is None else self._pick(old, entry)[0]
+        damaged -= found.keys()
+        return found, tried - found.keys() - damaged, damaged
 
     def _refind(self, key: LocalKey) -> LocalEntry | None:
         """Where the message ``key`` is now, after a reader renamed it; None if gone.

@@ -125,6 +125,49 @@ class SyncReport:
         return self.folders[name]
 
 
+@dataclass(frozen=True, slots=True)
+class LocalChanges:
+    """What the daemon's file watch saw in the Maildir since each folder was last synced.
+
+    It stands in for listing the folders: a folder with no names here is taken to be as
+    the last sync left it. Only the daemon, whose watch was running through that sync and
+    lost no event since, may claim that; anything else lists.
+    """
+
+    names: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    """Per folder, the files (``cur/NAME``, ``new/NAME``) that appeared, were renamed or
+    went away."""
+    unknown: frozenset[str] = frozenset()
+    """Folders that changed in ways the watch could not name: listed whole."""
+    server_quiet: frozenset[str] = frozenset()
+    """Folders synced for their local changes only: the server's side of the messages not
+    touched locally is left to IDLE or the next poll."""
+
+
+class _Assumed(dict[LocalKey, LocalEntry]):
+    """Entries of messages not listed: where syncd itself put each (made when first asked)."""
+
+    def __init__(self, folder: MaildirFolder, flags: Mapping[LocalKey, Flag]) -> None:
+        super().__init__()
+        self._folder = folder
+        self._flags = flags
+
+    def __missing__(self, key: LocalKey) -> LocalEntry:
+        entry = self._folder.assumed_entry(key, self._flags[key])
+        self[key] = entry
+        return entry
+
+    def get(self, key: LocalKey, default: LocalEntry | None = None) -> LocalEntry | None:  # type: ignore[override]
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
+_LIST = object()
+"""_snapshot_tracked's answer when the folder must be listed after all."""
+
+
 @dataclass(slots=True)
 class _Snap:
     """Everything known about one folder between planning and applying."""
@@ -186,6 +229,7 @@ class AccountSync:
         folders: Collection[str] | None = None,
         dry_run: bool = False,
         progress: Progress | None = None,
+        watched: LocalChanges | None = None,
     ) -> None:
         self.account = account
         self.state = state
@@ -195,6 +239,7 @@ class AccountSync:
         self.folders = set(folders) if folders is not None else None
         self.dry_run = dry_run
         self.progress = progress
+        self.watched = watched
         self.store = MaildirStore(account.maildir, account.layout.value, exclude=[account.outbox])
         self.report = SyncReport(account.name)
         self.moves: tuple[Move, ...] = ()
@@ -217,7 +262,7 @@ class AccountSync:
         self.session.legacy_names = self._legacy_names()
         remote = self.session.list_folders()
         local = self.store.list_folders() if acct.maildir.exists() else []
-        if not self.dry_run:
+        if not self.dry_run and self.watched is None:
             for name in local:
                 # Leftovers of a run that was killed mid-delivery; we hold the lock.
                 self.store.folder(name).clean_tmp()
@@ -453,6 +498,12 @@ class AccountSync:
             return self._snapshot_one_sided(name, remote_missing=False)
         folder = self.store.folder(name)
         stamp = folder.stamp() if folder.exists() else None
+        touched = self._touched(name, fs, stamp)
+        if touched is not None and fs is not None and folder.exists():
+            got = self._snapshot_tracked(name, fs, folder, stamp, touched)
+            if got is not _LIST:
+                assert got is None or isinstance(got, _Snap)
+                return got
         session = self.session
         # The shortcut needs HIGHESTMODSEQ: without CONDSTORE a STATUS would only cost a
         # round trip (and on a Maildir server, a scan of the folder) before the SELECT.
@@ -472,20 +523,6 @@ class AccountSync:
             return None
 
         sel = session.select(name)
-        if (
-            fs is not None
-            and fs.uidvalidity == sel.uidvalidity
-            and not _went_backwards(fs, sel)
-            and fs.highestmodseq is not None
-            and sel.highestmodseq is not None
-            and session.strategy.delta_listing
-            and fs.last_error is None
-            and stamp is not None
-            and fs.local_stamp == stamp
-        ):
-            delta = self._snapshot_delta(name, fs.highestmodseq, sel, stamp)
-            if delta is not None:
-                return delta
         base = self.state.pairs(name)
         reset = False
         if fs is not None and fs.uidvalidity is not None and fs.uidvalidity != sel.uidvalidity:
@@ -638,50 +675,137 @@ class AccountSync:
             snap.deferred = True
             snap.replan(remote, local, self.policy)
 
-    def _snapshot_delta(
-        self, name: str, modseq: int, sel: FolderStatus, stamp: str
-    ) -> _Snap | None:
-        """The folder's snapshot from the server's changes alone, or None to list it whole.
+    def _touched(
+        self, name: str, fs: FolderState | None, stamp: str | None
+    ) -> frozenset[str] | None:
+        """The local files that changed since the last sync, or None when not known.
 
-        Valid while the local side is exactly as the last sync left it (its stamp is the
-        one saved then, so no file was added, renamed or removed since): every paired
-        file then carries its base flags, and only the messages the server reports as
-        changed, new or expunged (CHANGEDSINCE, VANISHED) can need anything. The planner
-        gets just those pairs: the same decision a full listing would give, at a cost
-        that follows the changes, not the folder. A delta that does not add up (an
-        expunge a server without QRESYNC does not name) falls back to the full listing.
+        The daemon's file watch names them. Otherwise a folder whose stamp is the one the
+        last sync saved has no change at all; any other folder must be listed.
         """
+        watched = self.watched
+        if watched is not None and name not in watched.unknown:
+            return watched.names.get(name, frozenset())
+        if stamp is not None and fs is not None and fs.local_stamp == stamp:
+            return frozenset()
+        return None
+
+    def _snapshot_tracked(
+        self,
+        name: str,
+        fs: FolderState,
+        folder: MaildirFolder,
+        stamp: str | None,
+        touched: frozenset[str],
+    ) -> _Snap | object | None:
+        """The folder's snapshot from its changes alone; None: nothing to do; _LIST: list it.
+
+        Valid while the local side is as the last sync left it but for the ``touched``
+        files (the daemon's file watch names them; an unchanged stamp says there are
+        none). Only the messages those files hold and the ones the server reports as
+        changed, new or expunged (CHANGEDSINCE, VANISHED) can need anything, so the
+        planner gets just their pairs: the decision a full listing would give, at a cost
+        that follows the changes, not the folder. The daemon keeps its last folder
+        selected, and with QRESYNC asks it for the changes after a NOOP instead of selecting
+        it again (a SELECT costs a server with a big folder far more than the changes do).
+
+        Without CONDSTORE the server's side is listed whole, unless only local changes
+        are being synced: then just their messages are asked about. A server delta that
+        does not add up (an expunge a server without QRESYNC does not name) lists.
+        """
+        if fs.uidvalidity is None or fs.last_error is not None:
+            return _LIST
         session, state = self.session, self.state
-        folder = self.store.folder(name)
-        listing = session.listing(since_modseq=modseq)
-        vanished = set(listing.vanished or ())
-        base = state.pairs_of(name, set(listing.flags) | vanished)
+        found, missing, damaged = folder.look_up(touched) if touched else ({}, set(), set())
+        keys = found.keys() | missing | damaged
+        mine = state.pairs_of_keys(name, keys) if keys else {}
+        paired = {p.key: p for p in mine.values()}
+        local_news = any(k in paired for k in missing) or any(
+            k not in paired or paired[k].flags != e.flags for k, e in found.items()
+        )
+        quiet = self.watched is not None and name in self.watched.server_quiet
+        if quiet and not local_news:
+            return None  # syncd's own deliveries and renames, seen by the watch
+        condstore = session.strategy.delta_listing and fs.highestmodseq is not None
+        kept = (
+            condstore
+            and session.strategy.vanished
+            and session.selected == name
+            and session.selected_uidvalidity == fs.uidvalidity
+        )
+        unchanged = (fs.uidvalidity, fs.uidnext, fs.messages, fs.highestmodseq)
+        if kept:
+            status = session.refresh_selected()
+            now = (status.uidvalidity, status.uidnext, status.messages, status.highestmodseq)
+            if not local_news and now == unchanged:
+                return None
+        else:
+            if condstore and not local_news:
+                st = session.status(name)
+                if (st.uidvalidity, st.uidnext, st.messages, st.highestmodseq) == unchanged:
+                    return None
+            status = session.select(name)
+        if status.uidvalidity != fs.uidvalidity or _went_backwards(fs, status):
+            return _LIST
         total = state.count_pairs(name)
-        new = [u for u in listing.flags if u not in base]
-        if total - len(vanished & base.keys()) + len(new) != sel.messages:
-            return None
+        remote: dict[Uid, Flag]
+        if condstore and status.highestmodseq is not None:
+            assert fs.highestmodseq is not None
+            listing = session.listing(since_modseq=fs.highestmodseq)
+            vanished = set(listing.vanished or ())
+            base = state.pairs_of(name, set(listing.flags) | vanished)
+            new = [u for u in listing.flags if u not in base]
+            if total - len(vanished & base.keys()) + len(new) != status.messages:
+                return _LIST
+            remote = dict(listing.flags)
+            sizes = dict(listing.sizes)
+            for uid, p in mine.items():
+                if uid not in remote and uid not in vanished:
+                    remote[uid] = p.flags  # unchanged on the server since the last sync
+        elif quiet and (status.uidnext, status.messages) == (fs.uidnext, fs.messages):
+            base = {}
+            listing = session.listing_of(mine)
+            remote, sizes = dict(listing.flags), dict(listing.sizes)
+        else:
+            base = state.pairs(name)
+            listing = session.listing(sizes_from=fs.uidnext)
+            remote, sizes = dict(listing.flags), dict(listing.sizes)
+            total = len(base)
+        base.update(mine)
         local = {p.key: p.flags for p in base.values()}
-        entries = {p.key: folder.assumed_entry(p.key, p.flags) for p in base.values()}
+        for key in missing:
+            local.pop(key, None)
+        local.update((k, e.flags) for k, e in found.items())
+        entries = _Assumed(folder, local)
+        entries.update(found)
+        local_fps: dict[LocalKey, Fingerprint] = {}
+        for key, entry in found.items():
+            if key not in paired:
+                try:
+                    local_fps[key] = fingerprint(folder.read_header(entry))
+                except (OSError, StoreError) as exc:
+                    log.warning("%s: %s: cannot read %s: %s", self.account.name, name, key, exc)
+        new_remote = [u for u in remote if u not in base]
         remote_fps: dict[Uid, Fingerprint] = {}
-        if new and len(new) <= MOVE_PROBE_LIMIT:
-            remote_fps = session.fingerprints(new)  # moves made by another client
+        if new_remote and (local_fps or len(new_remote) <= MOVE_PROBE_LIMIT):
+            remote_fps = session.fingerprints(new_remote)  # moves made by another client
         snap = _Snap(
             name,
-            sel.uidvalidity,
-            sel.uidnext,
-            sel.messages,
-            sel.highestmodseq,
+            status.uidvalidity,
+            status.uidnext,
+            status.messages,
+            status.highestmodseq,
             stamp,
             base,
             entries,
-            dict(listing.sizes),
-            {},
+            sizes,
+            local_fps,
             remote_fps,
             False,
         )
         snap.delta = True
-        snap.sizes_count = (sel.messages, total)
-        snap.replan(dict(listing.flags), local, self.policy)
+        snap.sizes_count = (status.messages, total + len(local_fps))
+        snap.replan(remote, local, self.policy)
         return snap
 
     def _snapshot_one_sided(self, name: str, *, remote_missing: bool) -> _Snap:
@@ -1175,13 +1299,15 @@ def sync_account(
     progress: Progress | None = None,
     session: ImapSession | None = None,
     lock_wait: float = 30.0,
+    watched: LocalChanges | None = None,
 ) -> SyncReport:
     """Sync one IMAP account once, both ways.
 
     Raises for account-wide failures (TransientError, AuthError, TLSError, StateError,
     LockedError); folder failures are in the report. ``folders`` limits the message sync
     to those folders (the daemon's IDLE and file-watch triggers); ``session`` reuses an
-    open connection (the daemon's), which is left open.
+    open connection (the daemon's), which is left open. ``watched``: what the daemon's file
+    watch saw change since the last sync, in place of listing the folders.
     """
     if policy is None:
         policy = account.policy
@@ -1204,6 +1330,7 @@ def sync_account(
                     folders=folders,
                     dry_run=dry_run,
                     progress=progress,
+                    watched=watched,
                 )
                 try:
                     report = run.run()

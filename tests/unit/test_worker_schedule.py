@@ -1,9 +1,10 @@
-"""When the daemon's account worker starts a sync: server changes at once, local ones debounced.
+"""When the daemon's account worker starts a sync: server changes at once, local ones debounced;
+and what it tells each sync about the local changes the file watch reported.
 
-The worker's real thread and request queue run; only its ``_work`` (the sync itself) is
-replaced by a recorder, so no server is needed. The lower bounds asserted are the debounce's
-own deadlines, which the worker cannot pass early (monotonic clock); the upper bounds are
-generous, so that only a wait in the scheduler can exceed them.
+The worker's real thread, request queue and bookkeeping run; only its ``_sync_imap`` (the
+sync itself) is replaced by a recorder, so no server is needed. The lower bounds asserted are
+the debounce's own deadlines, which the worker cannot pass early (monotonic clock); the upper
+bounds are generous, so that only a wait in the scheduler can exceed them.
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from syncd.config import parse_config
 from syncd.daemon.supervisor import DEBOUNCE, AccountWorker
+from syncd.engine.sync import LocalChanges
+from syncd.errors import TransientError
 
 
 class RecordingWorker(AccountWorker):
@@ -22,12 +27,18 @@ class RecordingWorker(AccountWorker):
     def __init__(self, *args: object) -> None:
         super().__init__(*args)  # type: ignore[arg-type]
         self.jobs: list[tuple[float, bool, set[str]]] = []
+        self.watched: list[LocalChanges | None] = []
+        self.fail_next = False
         self.job_done = threading.Condition()
 
-    def _work(self, do_all: bool, folders: set[str], kicks: int) -> None:
+    def _sync_imap(self, folders: set[str] | None, watched: LocalChanges | None = None) -> None:
         with self.job_done:
-            self.jobs.append((time.monotonic(), do_all, set(folders)))
+            self.jobs.append((time.monotonic(), folders is None, set(folders or ())))
+            self.watched.append(watched)
             self.job_done.notify_all()
+        if self.fail_next:
+            self.fail_next = False
+            raise TransientError("connection lost")
 
     def wait_jobs(self, n: int, timeout: float = 10.0) -> list[tuple[float, bool, set[str]]]:
         with self.job_done:
@@ -35,7 +46,7 @@ class RecordingWorker(AccountWorker):
             return list(self.jobs)
 
 
-def make_worker(tmp_path: Path) -> RecordingWorker:
+def make_worker(tmp_path: Path, *, watching: bool = True) -> RecordingWorker:
     config = parse_config(
         f"""state_dir: {tmp_path / "state"}
 accounts:
@@ -52,7 +63,9 @@ accounts:
         tmp_path / "config.yaml",
     )
     (account,) = config.accounts
-    return RecordingWorker(config, account)
+    worker = RecordingWorker(config, account)
+    worker.watching = watching
+    return worker
 
 
 def test_a_server_change_is_synced_at_once_while_local_changes_settle(tmp_path: Path) -> None:
@@ -104,3 +117,101 @@ def test_local_changes_in_a_burst_still_become_one_sync(tmp_path: Path) -> None:
     finally:
         worker.stop()
         worker.join(timeout=10)
+
+
+@pytest.fixture
+def worker(tmp_path: Path):
+    w = make_worker(tmp_path)
+    w.start()
+    yield w
+    w.stop()
+    w.join(timeout=10)
+    assert not w.is_alive()
+
+
+def test_the_watch_names_the_changes_once_a_full_sync_has_run(worker: RecordingWorker) -> None:
+    worker.request("INBOX", debounce=True, name="cur/1.a:2,S")  # before the first sync ends
+    worker.wait_jobs(1)
+    assert worker.watched[0] is None  # the first sync lists everything
+    jobs = worker.wait_jobs(2)
+    assert jobs[1][1:] == (False, {"INBOX"})
+    # Reported during the full sync: it may have been listed already, or not.
+    assert worker.watched[1] == LocalChanges(
+        {"INBOX": frozenset({"cur/1.a:2,S"})}, frozenset(), frozenset({"INBOX"})
+    )
+    worker.request("INBOX", debounce=True, name="cur/2.b:2,")
+    worker.request("INBOX", debounce=True, name="cur/2.b:2,F")
+    worker.request("Archive", debounce=True)  # a change the watch could not name
+    worker.wait_jobs(3)
+    assert worker.watched[2] == LocalChanges(
+        {"INBOX": frozenset({"cur/2.b:2,", "cur/2.b:2,F"})},
+        frozenset({"Archive"}),
+        frozenset({"INBOX", "Archive"}),
+    )
+
+
+def test_a_server_report_asks_the_server_and_still_takes_the_watchs_names(
+    worker: RecordingWorker,
+) -> None:
+    worker.wait_jobs(1)
+    worker.request("INBOX", debounce=True, name="new/3.c")
+    worker.request("INBOX")  # IDLE: the server changed it too
+    worker.wait_jobs(2)
+    assert worker.watched[1] == LocalChanges(
+        {"INBOX": frozenset({"new/3.c"})}, frozenset(), frozenset()
+    )
+
+
+def test_lost_events_make_the_next_sync_a_full_one(worker: RecordingWorker) -> None:
+    worker.wait_jobs(1)
+    worker.request("INBOX", debounce=True, name="cur/1.a:2,S")
+    worker.wait_jobs(2)
+    worker.events_lost()
+    jobs = worker.wait_jobs(3)
+    assert jobs[2][1] is True and worker.watched[2] is None
+    worker.request("INBOX", debounce=True, name="cur/1.a:2,")
+    worker.wait_jobs(4)
+    assert worker.watched[3] is not None  # the full sync re-established the watch's word
+
+
+def test_after_a_failed_sync_the_names_are_kept_and_the_retry_is_full(
+    worker: RecordingWorker,
+) -> None:
+    worker.wait_jobs(1)
+    worker.fail_next = True
+    worker.request("INBOX", debounce=True, name="cur/1.a:2,S")
+    worker.wait_jobs(2)
+    assert worker.watched[1] is not None
+    worker.kick()  # the network is back: retry now, not after the backoff
+    jobs = worker.wait_jobs(3)
+    # Reconnected: a full reconciliation, which lists what the lost job would have synced.
+    assert jobs[2][1] is True and worker.watched[2] is None
+
+
+def test_a_poll_is_a_check_of_the_changes_until_the_full_check_is_due(
+    worker: RecordingWorker,
+) -> None:
+    worker.wait_jobs(1)
+    worker.request()  # the poll timer: everything, server side included
+    worker.wait_jobs(2)
+    assert worker.jobs[1][1] is True
+    assert worker.watched[1] == LocalChanges({}, frozenset(), frozenset())
+    worker._next_full = 0.0  # full_check_interval has passed
+    worker.request()
+    worker.wait_jobs(3)
+    assert worker.watched[2] is None
+
+
+def test_without_a_file_watch_every_folder_is_listed(tmp_path: Path) -> None:
+    w = make_worker(tmp_path, watching=False)
+    w.start()
+    try:
+        w.wait_jobs(1)
+        w.request("INBOX", debounce=True, name="cur/1.a:2,S")
+        w.wait_jobs(2)
+        w.request()
+        w.wait_jobs(3)
+        assert w.watched == [None, None, None]
+    finally:
+        w.stop()
+        w.join(timeout=10)

@@ -87,6 +87,23 @@ _MIGRATIONS: dict[int, str] = {
     """,
 }
 
+_PAIR_COUNTS = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS pair_counts (folder TEXT PRIMARY KEY, n INTEGER NOT NULL)
+    WITHOUT ROWID;
+DELETE FROM pair_counts;
+INSERT INTO pair_counts SELECT folder, count(*) FROM pairs GROUP BY folder;
+CREATE TRIGGER IF NOT EXISTS pairs_counted_ins AFTER INSERT ON pairs BEGIN
+    INSERT INTO pair_counts VALUES (NEW.folder, 1)
+        ON CONFLICT (folder) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS pairs_counted_del AFTER DELETE ON pairs BEGIN
+    UPDATE pair_counts SET n = n - 1 WHERE folder = OLD.folder;
+END;
+COMMIT;
+"""
+"""How many pairs each folder has, kept by triggers (an older syncd's writes included)."""
+
 _commits = 0
 
 
@@ -176,10 +193,17 @@ class State:
             # run of the same migration a no-op instead of an error.
             script = _MIGRATIONS[v]
             self._db.executescript(f"BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version={v};\nCOMMIT;")
-        # Not a schema version: an index changes no meaning, and an older syncd opens the
-        # file as before. Looking messages up by fingerprint (moves between folders that
-        # the daemon sees in separate syncs) must not read every pair of the account.
+        # Not a schema version: an index and a count change no meaning, and an older syncd
+        # opens the file as before. Looking messages up by fingerprint (moves between
+        # folders that the daemon sees in separate syncs) must not read every pair of the
+        # account, nor must counting a folder's pairs (each delta sync checks the count).
         self._db.execute("CREATE INDEX IF NOT EXISTS pairs_by_fp ON pairs (fp)")
+        # INSERT OR REPLACE then fires the DELETE trigger for the row it replaces.
+        self._db.execute("PRAGMA recursive_triggers = ON")
+        if not self._db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'pairs_counted_del'"
+        ).fetchone():
+            self._db.executescript(_PAIR_COUNTS)
 
     def close(self) -> None:
         self._db.close()
@@ -298,12 +322,26 @@ class State:
 
     def pairs_of_keys(self, folder: str, keys: Iterable[str]) -> dict[Uid, Pair]:
         """The pairs of these Maildir keys (an index lookup each, whatever the folder's size)."""
-        sql = "SELECT uid, key, flags, fp FROM pairs WHERE folder = ? AND key IN ({})"
+        sql = (
+            "SELECT uid, key, flags, fp FROM pairs INDEXED BY pairs_by_key"
+            " WHERE folder = ? AND key IN ({})"
+        )
         return {Uid(r[0]): _pair(r) for r in self._rows_in(sql, (folder,), keys)}
 
     def count_pairs(self, folder: str) -> int:
-        row = self._db.execute("SELECT count(*) FROM pairs WHERE folder = ?", (folder,))
-        return int(row.fetchone()[0])
+        """How many pairs ``folder`` has (one row read, whatever the folder's size)."""
+        row = self._db.execute("SELECT n FROM pair_counts WHERE folder = ?", (folder,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def recount_pairs(self, folder: str, n: int) -> None:
+        """Correct the kept count of ``folder``'s pairs to ``n``, counted by the caller.
+
+        An older syncd's INSERT OR REPLACE, without recursive triggers, counts a replaced
+        pair twice; a full sync, which reads every pair anyway, puts the count right.
+        """
+        if self.count_pairs(folder) != n:
+            with self.transaction():
+                self._db.execute("INSERT OR REPLACE INTO pair_counts VALUES (?, ?)", (folder, n))
 
     def put_pairs(self, folder: str, pairs: Iterable[Pair]) -> None:
         with self.transaction():

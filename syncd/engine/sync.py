@@ -524,6 +524,8 @@ class AccountSync:
 
         sel = session.select(name)
         base = self.state.pairs(name)
+        if not self.dry_run:
+            self.state.recount_pairs(name, len(base))
         reset = False
         if fs is not None and fs.uidvalidity is not None and fs.uidvalidity != sel.uidvalidity:
             log.warning(

@@ -344,6 +344,7 @@ class AccountWorker(threading.Thread):
         self.status.state = "syncing"
         self.status.pending = ["*"] if do_all else sorted(folders)
         full = do_all and watched is None
+        wall0, cpu0 = time.monotonic(), time.thread_time()
         try:
             if acct.imap is not None:
                 self._sync_imap(None if do_all else folders, watched)
@@ -389,6 +390,15 @@ class AccountWorker(threading.Thread):
                 self._next_full = time.monotonic() + (
                     imap.full_check_interval if imap is not None else 0
                 )
+        log.debug(
+            "%s: %s synced in %.0f ms (%.0f ms CPU)",
+            acct.name,
+            ("everything, in full" if full else "everything's changes")
+            if do_all
+            else ", ".join(sorted(folders)),
+            (time.monotonic() - wall0) * 1000,
+            (time.thread_time() - cpu0) * 1000,
+        )
         self.status.state = "idle"
         self.status.last_sync = time.time()
         self.status.next_retry = None

@@ -49,6 +49,9 @@ DEBOUNCE_MAX = 1.0
 NOOP_AFTER = 120.0
 """Check a worker's connection with NOOP before use if it sat unused this long."""
 STUCK_AFTER = 900.0
+HOLD_COPIES = 10.0
+"""Seconds a fresh copy of a message synced in another folder waits for the original's
+deletion before it is uploaded as a copy (a mail reader's move: copy, then delete)."""
 """A worker that shows no sign of life for this long makes the daemon unhealthy."""
 
 
@@ -92,6 +95,9 @@ class AccountWorker(threading.Thread):
         """The next sync of everything is a full reconciliation (start, reconnect, lost
         events), not a check of the changes alone."""
         self._next_full = 0.0
+        self._held: dict[str, tuple[float, frozenset[str]]] = {}
+        """Folders with held copies (FolderReport.held): when to sync them again, and the
+        files. Synced along with every other folder until then, to meet the deletion."""
         self._urgent: set[str] = set()
         """Folders the server reported changed: synced as soon as the worker is free."""
         self._not_before = 0.0
@@ -252,6 +258,10 @@ class AccountWorker(threading.Thread):
                         self._send = self._send or self.account.smtp is not None
                     if self._send_due is not None and now >= self._send_due:
                         self._send, self._send_due = True, None
+                    for f, (due, held) in list(self._held.items()):
+                        if now >= due:
+                            self._folders.add(f)
+                            self._held[f] = (float("inf"), held)
                     urgent = self._all or bool(self._urgent)
                     mail_work = urgent or bool(self._folders)
                     mail_due = (
@@ -268,6 +278,8 @@ class AccountWorker(threading.Thread):
                         wake = min(wake, self._send_not_before)
                     if self._send_due is not None:
                         wake = min(wake, self._send_due)
+                    for due, _held in self._held.values():
+                        wake = min(wake, due)
                     self._cond.wait(timeout=max(0.05, min(wake - now, 60.0)))
                 do_all = folders = None
                 watched: LocalChanges | None = None
@@ -284,6 +296,8 @@ class AccountWorker(threading.Thread):
                         # stays one sync); the server's change goes now.
                         folders = set(self._urgent)
                         self._folders -= folders
+                    if not do_all:
+                        folders |= self._held.keys()
                     watched = self._take_changes(do_all, folders, urgent_folders, now)
                     self._all, self._urgent = False, set()
                     if do_all:
@@ -314,6 +328,8 @@ class AccountWorker(threading.Thread):
         names = {
             f: frozenset(self._names.pop(f)) for f in list(self._names) if do_all or f in folders
         }
+        for f, (_due, held) in self._held.items():
+            names[f] = names.get(f, frozenset()) | held
         unknown = set(self._unknown) if do_all else self._unknown & folders
         self._unknown -= unknown
         full = do_all and (self._full or now >= self._next_full)
@@ -495,11 +511,22 @@ class AccountWorker(threading.Thread):
             progress=progress,
             lock_wait=60.0,
             watched=watched,
+            hold_copies=HOLD_COPIES,
         )
         self._session_used = time.monotonic()
         self.status.folders = len(report.folders) if folders is None else self.status.folders
         errors = [f"{n}: {f.error}" for n, f in report.folders.items() if f.error]
         self.status.last_error = "; ".join(errors) if errors else None
+        with self._cond:
+            for name, fr in report.folders.items():
+                if fr.held:
+                    due = self._held.get(name, (time.monotonic() + HOLD_COPIES, None))[0]
+                    self._held[name] = (
+                        min(due, time.monotonic() + HOLD_COPIES),
+                        frozenset(fr.held),
+                    )
+                elif not fr.error:
+                    self._held.pop(name, None)
         for name, fr in report.folders.items():
             if fr.downloaded and acct.on_new_mail:
                 run_hook(acct.on_new_mail, acct.name, name, fr.downloaded)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import re
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -66,6 +67,11 @@ class FolderReport:
     moved: int = 0
     matched: int = 0
     deferred: int = 0
+    held: tuple[str, ...] = ()
+    """New local files (``cur/NAME``) not uploaded yet: copies of messages synced in other
+    folders, made moments ago. A mail reader moves by copying first and deleting later;
+    the daemon syncs the folder again when the deletion comes (then it is one MOVE on the
+    server, keywords kept) or once the copy is old enough to be a copy."""
     from_delta: bool = False
     """Planned from the server's changes alone (no local listing, only the pairs touched)."""
     skipped: bool = False
@@ -198,6 +204,9 @@ class _Snap:
     """Planned from the server's changes alone: ``base`` and ``entries`` hold only the
     messages those touch (see AccountSync._snapshot_delta)."""
     plan: Plan = field(default_factory=Plan)
+    held: bool = False
+    """Some new local files were held back (FolderReport.held): the local side is not as
+    the state says, so its stamp must not be saved."""
     sizes_count: tuple[int, int] = (0, 0)
     """(remote, local) message counts as listed, for the mass-deletion guard."""
 
@@ -230,6 +239,7 @@ class AccountSync:
         dry_run: bool = False,
         progress: Progress | None = None,
         watched: LocalChanges | None = None,
+        hold_copies: float = 0.0,
     ) -> None:
         self.account = account
         self.state = state
@@ -240,6 +250,7 @@ class AccountSync:
         self.dry_run = dry_run
         self.progress = progress
         self.watched = watched
+        self.hold_copies = hold_copies
         self.store = MaildirStore(account.maildir, account.layout.value, exclude=[account.outbox])
         self.report = SyncReport(account.name)
         self.moves: tuple[Move, ...] = ()
@@ -849,6 +860,8 @@ class AccountSync:
             sizes={n: s.sizes_count for n, s in snaps.items()},
             elsewhere=elsewhere,
         )
+        if self.hold_copies > 0:
+            self._hold_copies(account_plan.folders, snaps)
         for name, plan in account_plan.folders.items():
             snaps[name].plan = plan
             fr = self.report.folder(name)
@@ -856,6 +869,54 @@ class AccountSync:
             fr.planned = plan
             fr.notes.extend(plan.notes)
         self.moves = account_plan.moves
+
+    def _hold_copies(self, plans: dict[str, Plan], snaps: dict[str, _Snap]) -> None:
+        """Hold back the upload of a fresh copy of a message synced in another folder.
+
+        mutt saves to another folder by writing the copy, and deletes the original only
+        at its next sync (``$``), seconds or minutes later. Uploading the copy at once and
+        expunging the original later would lose the message's keywords and cost an upload;
+        held for ``hold_copies`` seconds, the two halves meet in one sync and become one
+        MOVE. A copy older than that is a copy, and is uploaded.
+        """
+        fresh: dict[Fingerprint, list[tuple[str, LocalKey]]] = {}
+        now = time.time()
+        for name, plan in plans.items():
+            snap = snaps[name]
+            for a in plan.actions:
+                if not (isinstance(a, Copy) and a.source is Side.LOCAL and a.replaces is None):
+                    continue
+                key = LocalKey(str(a.ident))
+                fp = snap.local_fps.get(key)
+                entry = snap.entries.get(key)
+                if fp is None or entry is None:
+                    continue
+                try:
+                    changed = os.lstat(self.store.folder(name).path_of(entry)).st_ctime
+                except OSError:
+                    continue
+                if now - changed < self.hold_copies:
+                    fresh.setdefault(fp, []).append((name, key))
+        if not fresh:
+            return
+        held: dict[str, set[LocalKey]] = {}
+        for fp, where in self.state.pairs_with_fps(fresh).items():
+            for name, key in fresh[fp]:
+                if any(folder != name for folder, _uid in where):
+                    held.setdefault(name, set()).add(key)
+        for name, keys in held.items():
+            plan, snap = plans[name], snaps[name]
+            plans[name] = replace(
+                plan,
+                actions=tuple(
+                    a
+                    for a in plan.actions
+                    if not (isinstance(a, Copy) and a.source is Side.LOCAL and a.ident in keys)
+                ),
+            )
+            snap.held = True
+            entries = [snap.entries[k] for k in sorted(keys)]
+            self.report.folder(name).held = tuple(f"{e.subdir}/{e.name}" for e in entries)
 
     # -- applying --------------------------------------------------------------------
 
@@ -1226,7 +1287,7 @@ class AccountSync:
     def _finish(self, snap: _Snap, fr: FolderReport) -> None:
         folder = self.store.folder(snap.name)
         stamp_after = folder.stamp()
-        stamp = snap.stamp_before if stamp_after == snap.stamp_before else None
+        stamp = snap.stamp_before if stamp_after == snap.stamp_before and not snap.held else None
         modseq = snap.status_modseq
         if snap.deferred:
             # Something was held back: the next sync must see this folder whole again
@@ -1302,6 +1363,7 @@ def sync_account(
     session: ImapSession | None = None,
     lock_wait: float = 30.0,
     watched: LocalChanges | None = None,
+    hold_copies: float = 0.0,
 ) -> SyncReport:
     """Sync one IMAP account once, both ways.
 
@@ -1309,7 +1371,9 @@ def sync_account(
     LockedError); folder failures are in the report. ``folders`` limits the message sync
     to those folders (the daemon's IDLE and file-watch triggers); ``session`` reuses an
     open connection (the daemon's), which is left open. ``watched``: what the daemon's file
-    watch saw change since the last sync, in place of listing the folders.
+    watch saw change since the last sync, in place of listing the folders. ``hold_copies``:
+    seconds a fresh copy of a message synced elsewhere waits for its original's deletion
+    (the daemon's, see AccountSync._hold_copies).
     """
     if policy is None:
         policy = account.policy
@@ -1333,6 +1397,7 @@ def sync_account(
                     dry_run=dry_run,
                     progress=progress,
                     watched=watched,
+                    hold_copies=hold_copies,
                 )
                 try:
                     report = run.run()

@@ -47,6 +47,24 @@ def folder_of(path: Path, root: Path, layout: str) -> str | None:
     return "/".join(parts)
 
 
+def _events() -> list[Any]:
+    """What changes a Maildir: files and folders made, renamed, removed, and a file written
+    in place (a program that skips tmp/). Not opens, reads or attribute changes: a mail
+    reader opens message files all the time, and each would cost an inotify event read and
+    parsed in Python (the kernel drops them when they are not asked for)."""
+    from watchdog import events as e
+
+    return [
+        e.FileCreatedEvent,
+        e.FileMovedEvent,
+        e.FileDeletedEvent,
+        e.FileClosedEvent,
+        e.DirCreatedEvent,
+        e.DirMovedEvent,
+        e.DirDeletedEvent,
+    ]
+
+
 class _LostEvents(logging.Handler):
     """Calls ``on_lost`` when watchdog reports that the kernel dropped events.
 
@@ -90,11 +108,12 @@ class Watcher:
     def watch_maildir(self, account: str, root: Path, layout: str, outbox: Path) -> None:
         from watchdog.events import FileSystemEvent, FileSystemEventHandler
 
+        wanted = _events()
         on_change = self._on_change
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event: FileSystemEvent) -> None:
-                if event.event_type in ("opened", "closed", "closed_no_write"):
+                if event.event_type in ("opened", "closed_no_write"):
                     return
                 paths = [event.src_path]
                 dest = getattr(event, "dest_path", "")
@@ -118,10 +137,10 @@ class Watcher:
                     on_change(account, folder, f"{sub}/{p.name}" if sub in _SUBDIRS else None)
 
         root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._observer.schedule(Handler(), str(root), recursive=True)
+        self._observer.schedule(Handler(), str(root), recursive=True, event_filter=wanted)
         if not (outbox == root or root in outbox.parents):
             (outbox / "new").mkdir(parents=True, exist_ok=True, mode=0o700)
-            self._observer.schedule(Handler(), str(outbox), recursive=True)
+            self._observer.schedule(Handler(), str(outbox), recursive=True, event_filter=wanted)
 
     def start(self) -> None:
         self._observer.start()

@@ -88,3 +88,24 @@ def test_lost_events_are_reported(watched) -> None:
     assert seen.wait(lambda s: s.lost == 1)
     logging.getLogger("watchdog.observers.inotify_c").warning("something else")
     assert seen.lost == 1
+
+
+def test_reading_mail_is_not_a_change_and_writing_in_place_is(watched) -> None:
+    root, _outbox, seen = watched
+    msg = root / "INBOX" / "cur" / "2.b.host:2,S"
+    msg.write_bytes(b"Subject: y\n\nbody\n")
+    assert seen.wait(lambda s: ("acct", "INBOX", "cur/2.b.host:2,S") in s.calls)
+    time.sleep(0.2)
+    with seen.cond:
+        seen.calls.clear()
+    for _ in range(50):  # a mail reader opening its messages and listing its folders
+        msg.read_bytes()
+        list((root / "INBOX" / "cur").iterdir())
+    time.sleep(0.3)
+    assert seen.calls == []
+    # A program that writes into new/ without tmp/: its file is named once it is written.
+    with (root / "INBOX" / "new" / "3.c.host").open("wb") as f:
+        f.write(b"Subject: z\n\n")
+        time.sleep(0.1)
+        f.write(b"body\n")
+    assert seen.wait(lambda s: s.calls.count(("acct", "INBOX", "new/3.c.host")) >= 2)

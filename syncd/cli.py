@@ -49,15 +49,36 @@ def build_parser() -> argparse.ArgumentParser:
     from pathlib import Path
 
     _Parser = _parser_class()
-    common = _Parser(add_help=False)
-    common.add_argument(
-        "-c",
-        "--config",
-        type=Path,
-        help="config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)",
-    )
-    common.add_argument("-v", "--verbose", action="count", default=0, help="more detail")
-    common.add_argument("-q", "--quiet", action="store_true", help="only warnings and errors")
+
+    def options(inner: bool) -> argparse.ArgumentParser:
+        # An inner subcommand's parser (`password set`, `oauth login`) must not reset what
+        # was given before it: `syncd oauth -c F login X` keeps F (argparse copies every
+        # default of a subparser over the namespace, so the inner ones have none).
+        import argparse
+
+        parser = _Parser(add_help=False)
+        unset = argparse.SUPPRESS
+        parser.add_argument(
+            "-c",
+            "--config",
+            type=Path,
+            default=unset if inner else None,
+            help="config file (default: $SYNCD_CONFIG or $XDG_CONFIG_HOME/syncd/config.yaml)",
+        )
+        parser.add_argument(
+            "-v", "--verbose", action="count", default=unset if inner else 0, help="more detail"
+        )
+        parser.add_argument(
+            "-q",
+            "--quiet",
+            action="store_true",
+            default=unset if inner else False,
+            help="only warnings and errors",
+        )
+        return parser
+
+    common = options(inner=False)
+    inner = options(inner=True)
 
     p = _Parser(
         prog="syncd",
@@ -141,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     pw = sub.add_parser("password", parents=[common], help="manage secrets in the system keyring")
     pw_sub = pw.add_subparsers(dest="password_command", metavar="ACTION", parser_class=_Parser)
     pw_sub.required = True
-    pws = pw_sub.add_parser("set", parents=[common], help="store a password in the keyring")
+    pws = pw_sub.add_parser("set", parents=[inner], help="store a password in the keyring")
     pws.add_argument("account")
     pws.add_argument("role", nargs="?", choices=["imap", "pop3", "smtp"], default=None)
     oa = sub.add_parser("oauth", parents=[common], help="OAuth2 sign-in (Gmail, Microsoft 365)")
@@ -149,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     oa_sub.required = True
     oal = oa_sub.add_parser(
         "login",
-        parents=[common],
+        parents=[inner],
         help="sign in once in a browser; the refresh token goes into the keyring",
     )
     oal.add_argument("account", help="the account, as named under accounts: in the config")

@@ -292,10 +292,11 @@ class State:
     # -- pairs ---------------------------------------------------------------------------
 
     def pairs(self, folder: str) -> dict[Uid, Pair]:
-        rows = self._db.execute(
-            "SELECT uid, key, flags, fp FROM pairs WHERE folder = ?", (folder,)
-        ).fetchall()
-        return {Uid(r[0]): _pair(r) for r in rows}
+        # What _pair() does, inline: a full sync loads every pair of a folder, and the
+        # NewType calls and the call per row were a fifth of it (100 000 pairs: 0.24 s).
+        parse = Flag.parse
+        rows = self._db.execute("SELECT uid, key, flags, fp FROM pairs WHERE folder = ?", (folder,))
+        return {uid: Pair(uid, key, parse(flags), fp or None) for uid, key, flags, fp in rows}
 
     def _rows_in(
         self, sql: str, first: Sequence[object], values: Iterable[object]

@@ -49,10 +49,10 @@ DEBOUNCE_MAX = 1.0
 NOOP_AFTER = 120.0
 """Check a worker's connection with NOOP before use if it sat unused this long."""
 STUCK_AFTER = 900.0
+"""A worker that shows no sign of life for this long makes the daemon unhealthy."""
 HOLD_COPIES = 10.0
 """Seconds a fresh copy of a message synced in another folder waits for the original's
 deletion before it is uploaded as a copy (a mail reader's move: copy, then delete)."""
-"""A worker that shows no sign of life for this long makes the daemon unhealthy."""
 
 
 @dataclass
@@ -95,6 +95,8 @@ class AccountWorker(threading.Thread):
         """The next sync of everything is a full reconciliation (start, reconnect, lost
         events), not a check of the changes alone."""
         self._next_full = 0.0
+        self._losses = 0
+        """How many times the file watch lost events (under ``_cond``)."""
         self._held: dict[str, tuple[float, frozenset[str]]] = {}
         """Folders with held copies (FolderReport.held): when to sync them again, and the
         files. Synced along with every other folder until then, to meet the deletion."""
@@ -159,6 +161,7 @@ class AccountWorker(threading.Thread):
         with self._cond:
             self._tracking = False
             self._all = self._full = True
+            self._losses += 1
             self._cond.notify()
 
     def kick(self) -> None:
@@ -360,6 +363,8 @@ class AccountWorker(threading.Thread):
         self.status.state = "syncing"
         self.status.pending = ["*"] if do_all else sorted(folders)
         full = do_all and watched is None
+        with self._cond:
+            losses = self._losses
         wall0, cpu0 = time.monotonic(), time.thread_time()
         try:
             if acct.imap is not None:
@@ -397,9 +402,10 @@ class AccountWorker(threading.Thread):
             return
         with self._cond:
             self._attempt = 0
-            if full:
+            if full and self._losses == losses and self._kicks == kicks:
                 # From now on the watch's word stands in for listing folders (until
-                # events are lost, a reconnect, or the next full check).
+                # events are lost, a reconnect, or the next full check). Events lost or a
+                # kick while it ran leave the next sync a full one.
                 self._tracking = self.watching
                 self._full = False
                 imap = acct.imap

@@ -29,6 +29,7 @@ class RecordingWorker(AccountWorker):
         self.jobs: list[tuple[float, bool, set[str]]] = []
         self.watched: list[LocalChanges | None] = []
         self.fail_next = False
+        self.lose_events_in_next = False
         self.job_done = threading.Condition()
 
     def _sync_imap(self, folders: set[str] | None, watched: LocalChanges | None = None) -> None:
@@ -36,6 +37,9 @@ class RecordingWorker(AccountWorker):
             self.jobs.append((time.monotonic(), folders is None, set(folders or ())))
             self.watched.append(watched)
             self.job_done.notify_all()
+        if self.lose_events_in_next:
+            self.lose_events_in_next = False
+            self.events_lost()  # the inotify queue overflowed while this sync ran
         if self.fail_next:
             self.fail_next = False
             raise TransientError("connection lost")
@@ -212,6 +216,22 @@ def test_without_a_file_watch_every_folder_is_listed(tmp_path: Path) -> None:
         w.request()
         w.wait_jobs(3)
         assert w.watched == [None, None, None]
+    finally:
+        w.stop()
+        w.join(timeout=10)
+
+
+def test_events_lost_during_the_full_sync_make_the_next_one_full_too(tmp_path: Path) -> None:
+    w = make_worker(tmp_path)
+    w.lose_events_in_next = True
+    w.start()
+    try:
+        jobs = w.wait_jobs(2)
+        assert [j[1] for j in jobs[:2]] == [True, True]
+        assert w.watched[:2] == [None, None]  # the first full sync no longer counts
+        w.request("INBOX", debounce=True, name="cur/1.a:2,S")
+        w.wait_jobs(3)
+        assert w.watched[2] is not None
     finally:
         w.stop()
         w.join(timeout=10)

@@ -1038,14 +1038,17 @@ class ImapSession:
             raise FolderError(str(exc)) from exc
 
     def status(self, name: str) -> FolderStatus:
-        what = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
-        if self.strategy.delta_listing:
-            what.append("HIGHESTMODSEQ")
         if self.selected == name:
             # STATUS of the selected folder may answer from this session's own view,
             # which moves on only at the next NOOP or SELECT (Dovecot does so): the mail
             # an IDLE connection just reported would look absent and the folder unchanged.
             self.unselect()
+        return self._status_of(name)
+
+    def _status_of(self, name: str) -> FolderStatus:
+        what = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
+        if self.strategy.delta_listing:
+            what.append("HIGHESTMODSEQ")
         with map_errors("STATUS", folder=name):
             st = self.client.folder_status(self.server_name(name), what)
         return FolderStatus(
@@ -1119,19 +1122,9 @@ class ImapSession:
         """
         name = self.selected
         assert name is not None and self.selected_uidvalidity is not None
-        what = ["MESSAGES", "UIDNEXT", "UIDVALIDITY"]
-        if self.strategy.delta_listing:
-            what.append("HIGHESTMODSEQ")
         with map_errors("NOOP", folder=name):
             self.client.noop()
-        with map_errors("STATUS", folder=name):
-            st = self.client.folder_status(self.server_name(name), what)
-        return FolderStatus(
-            int(st[b"UIDVALIDITY"]),
-            int(st[b"UIDNEXT"]),
-            int(st[b"MESSAGES"]),
-            int(st[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in st else None,
-        )
+        return self._status_of(name)
 
     def select_checked(self, name: str, uidvalidity: int) -> None:
         """Select ``name`` (unless it is selected) and make sure its UIDs still mean what

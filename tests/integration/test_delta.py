@@ -52,17 +52,8 @@ def _forget_delta_basis(account: Account, folder: str) -> None:
         state.update_folder(folder, local_stamp=None, highestmodseq=None)
 
 
-def _sides(account: Account) -> tuple[dict[bytes, frozenset[str]], dict[bytes, frozenset[str]]]:
-    letters = {b"\\Draft": "D", b"\\Flagged": "F", b"\\Answered": "R", b"\\Seen": "S"}
-    remote = {
-        raw.replace(b"\r\n", b"\n"): frozenset(letters[f] for f in flags if f in letters)
-        for raw, flags in account.server.messages(account.user, "INBOX").values()  # type: ignore[attr-defined]
-    }
-    local = {}
-    for path in account.local_files("INBOX"):
-        info = path.name.split(":2,", 1)[1] if ":2," in path.name else ""
-        local[path.read_bytes()] = frozenset(info)
-    return local, remote
+def _sides(account: Account) -> tuple[dict[bytes, frozenset[str]], ...]:
+    return _sides_of(account, "INBOX")
 
 
 def test_delta_sync_decides_as_a_full_sync_would(account: Account) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import REPO, msg
+from tests.integration.test_daemon import wait_for
 from tests.servers import require_dovecot
 from tests.servers.authserver import AuthServer, oauth_dovecot
 from tests.servers.dovecot import Dovecot, User
@@ -395,16 +396,6 @@ class Daemon:
         self.logf.close()
         self.sock.close()
         self.world.outputs.append(self.text())
-
-
-def wait_for(predicate, timeout: float = 10.0, step: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    return predicate()
 
 
 LIFETIME = 4

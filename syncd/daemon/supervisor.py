@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -88,6 +89,11 @@ class AccountWorker(threading.Thread):
         """Folders that changed in ways the watch did not name: listed at their next sync."""
         self.watching = False
         """The supervisor's file watch covers this account's Maildir (set before start)."""
+        self.fence: Callable[[], bool] | None = None
+        """Waits until the watch has reported every change made before the call (set
+        before start, with ``watching``)."""
+        self._local_seq = 0
+        """Local changes reported so far (under ``_cond``)."""
         self._tracking = False
         """Every local change since the last full sync was reported by the watch, so a
         sync may take the watch's word for what changed instead of listing folders."""
@@ -141,6 +147,7 @@ class AccountWorker(threading.Thread):
             elif folder == OUTBOX:
                 self._send = True
             elif debounce:
+                self._local_seq += 1
                 self._folders.add(folder)
                 if name is None:
                     self._unknown.add(folder)
@@ -162,6 +169,7 @@ class AccountWorker(threading.Thread):
             self._tracking = False
             self._all = self._full = True
             self._losses += 1
+            self._local_seq += 1
             self._cond.notify()
 
     def kick(self) -> None:
@@ -340,7 +348,15 @@ class AccountWorker(threading.Thread):
             self._full = self._full or full
             return None
         quiet = frozenset() if do_all else frozenset(folders - urgent)
-        return LocalChanges(names, frozenset(unknown), quiet)
+        seq, fence = self._local_seq, self.fence
+
+        def settled() -> bool:
+            if fence is None or not fence():
+                return False
+            with self._cond:
+                return self._local_seq == seq
+
+        return LocalChanges(names, frozenset(unknown), quiet, settled)
 
     def _classify(self, exc: BaseException, attempt: int) -> tuple[float, str]:
         """(delay, state) for a failure: never a hot loop, long waits for auth/TLS."""
@@ -622,6 +638,7 @@ class Supervisor:
             try:
                 self.watcher.watch_maildir(acct.name, acct.maildir, acct.layout.value, acct.outbox)
                 worker.watching = True
+                worker.fence = functools.partial(self.watcher.fence, acct.maildir)
             except OSError as exc:
                 log.warning("%s: cannot watch %s for changes: %s", acct.name, acct.maildir, exc)
         # The watch runs before the first sync starts: a change made during that full

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,9 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _SUBDIRS = ("cur", "new")
+FENCE = ".syncd-fence"
+"""A file made and removed in a watched root: once its event arrives, every event of a
+change made before it has arrived too (one inotify queue, in order)."""
 
 OUTBOX = "\0outbox"
 """The folder name reported for a change in an account's outbox."""
@@ -101,6 +106,7 @@ class Watcher:
         self._observer: Any = Observer()
         self._started = False
         self._lost_hook: logging.Handler | None = None
+        self._fences: dict[str, threading.Event] = {}
         if on_lost is not None:
             self._lost_hook = _LostEvents(on_lost)
             logging.getLogger("watchdog.observers").addHandler(self._lost_hook)
@@ -110,6 +116,7 @@ class Watcher:
 
         wanted = _events()
         on_change = self._on_change
+        fences = self._fences
 
         class Handler(FileSystemEventHandler):
             def on_any_event(self, event: FileSystemEvent) -> None:
@@ -121,6 +128,11 @@ class Watcher:
                     paths.append(dest)
                 for raw in paths:
                     p = Path(raw.decode() if isinstance(raw, bytes) else raw)
+                    if p.name == FENCE:
+                        fence = fences.get(str(p))
+                        if fence is not None:
+                            fence.set()
+                        continue
                     if p == outbox or outbox in p.parents:
                         if "new" in p.relative_to(outbox).parts[:1]:
                             on_change(account, OUTBOX, None)
@@ -141,6 +153,27 @@ class Watcher:
         if not (outbox == root or root in outbox.parents):
             (outbox / "new").mkdir(parents=True, exist_ok=True, mode=0o700)
             self._observer.schedule(Handler(), str(outbox), recursive=True, event_filter=wanted)
+
+    def fence(self, root: Path, timeout: float = 2.0) -> bool:
+        """Wait until every event of a change made in ``root`` before now was reported.
+
+        False when that could not be shown (the fence file could not be made, or its
+        event did not come in time): the caller must then distrust the watch.
+        """
+        path = root / FENCE
+        done = threading.Event()
+        self._fences[str(path)] = done
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+            os.close(fd)
+            path.unlink()
+        except OSError:
+            self._fences.pop(str(path), None)
+            return False
+        try:
+            return done.wait(timeout)
+        finally:
+            self._fences.pop(str(path), None)
 
     def start(self) -> None:
         self._observer.start()

@@ -148,6 +148,10 @@ class LocalChanges:
     server_quiet: frozenset[str] = frozenset()
     """Folders synced for their local changes only: the server's side of the messages not
     touched locally is left to IDLE or the next poll."""
+    settled: Callable[[], bool] | None = None
+    """Whether the watch has reported nothing new since ``names`` were taken, asked after
+    the files were looked at: a file moved meanwhile into a folder whose names were already
+    taken would otherwise look deleted (or, with a server change, be restored)."""
 
 
 class _Assumed(dict[LocalKey, LocalEntry]):
@@ -674,6 +678,17 @@ class AccountSync:
             if now != snap.scanned:
                 torn = True
                 break
+        watched = self.watched
+        if not torn and watched is not None and watched.settled is not None:
+            # The watch's names lag the files by the time its events take: the same
+            # question for the folders planned from them, asked only when it matters.
+            absent = any(
+                s.delta
+                and s.inputs is not None
+                and any(p.key not in s.inputs[1] for p in s.base.values())
+                for s in snaps.values()
+            )
+            torn = absent and not watched.settled()
         if not torn:
             return
         for snap in snaps.values():

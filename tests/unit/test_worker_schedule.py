@@ -9,6 +9,7 @@ bounds are generous, so that only a wait in the scheduler can exceed them.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ class RecordingWorker(AccountWorker):
         super().__init__(*args)  # type: ignore[arg-type]
         self.jobs: list[tuple[float, bool, set[str]]] = []
         self.watched: list[LocalChanges | None] = []
+        """What each sync was told, without its ``settled`` callback (compared by value)."""
         self.fail_next = False
         self.lose_events_in_next = False
         self.job_done = threading.Condition()
@@ -35,7 +37,9 @@ class RecordingWorker(AccountWorker):
     def _sync_imap(self, folders: set[str] | None, watched: LocalChanges | None = None) -> None:
         with self.job_done:
             self.jobs.append((time.monotonic(), folders is None, set(folders or ())))
-            self.watched.append(watched)
+            self.watched.append(
+                None if watched is None else dataclasses.replace(watched, settled=None)
+            )
             self.job_done.notify_all()
         if self.lose_events_in_next:
             self.lose_events_in_next = False

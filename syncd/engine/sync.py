@@ -1303,6 +1303,11 @@ class AccountSync:
         folder = self.store.folder(snap.name)
         stamp_after = folder.stamp()
         stamp = snap.stamp_before if stamp_after == snap.stamp_before and not snap.held else None
+        if snap.delta and self.watched is not None:
+            # Planned from the watch's names, taken before this stamp: a change made in
+            # between (a long sync of other folders first) is in neither, and a later
+            # `syncd sync` trusting the stamp would never look for it.
+            stamp = None
         modseq = snap.status_modseq
         if snap.deferred:
             # Something was held back: the next sync must see this folder whole again

@@ -29,6 +29,14 @@ class Result:
     err: str
 
 
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` whole in one rename: a running daemon reading it (its password
+    command, a config reload) never sees it empty or half written."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 @dataclass
 class Account:
     """A syncd config for one fresh Dovecot user, and ways to run syncd on it."""
@@ -56,10 +64,11 @@ class Account:
 
     def write_config(self) -> Path:
         pw = self.root / "pw"
-        pw.write_text(self.user.password + "\n")  # type: ignore[attr-defined]
+        _replace(pw, self.user.password + "\n")  # type: ignore[attr-defined]
         folders = ", ".join(f'"{f}"' for f in self.folders)
         secret = f"password_command: cat {pw}" if self.secret == "command" else "auth: password"
-        self.config.write_text(
+        _replace(
+            self.config,
             f"""state_dir: {self.state_dir}
 accounts:
   {self.name}:
@@ -72,7 +81,7 @@ accounts:
       username: {self.user.name}
       {secret}
       folders: [{folders}]
-{self.extra}"""
+{self.extra}""",
         )
         return self.config
 

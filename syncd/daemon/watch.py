@@ -13,8 +13,9 @@ log = logging.getLogger(__name__)
 
 _SUBDIRS = ("cur", "new")
 FENCE = ".syncd-fence"
-"""A file made and removed in a watched root: once its event arrives, every event of a
-change made before it has arrived too (one inotify queue, in order)."""
+"""A file made and removed in a watched root: once its event arrives, the events of changes
+made before it have arrived, except a rename that watchdog still holds to pair its two
+halves (its move grouping can let the fence pass first). Known gap, see the issue note."""
 
 OUTBOX = "\0outbox"
 """The folder name reported for a change in an account's outbox."""

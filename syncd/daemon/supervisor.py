@@ -35,7 +35,7 @@ from syncd.errors import (
 if TYPE_CHECKING:
     from syncd.config import AccountConfig, Config
     from syncd.drivers.imap import ImapSession
-    from syncd.engine.sync import LocalChanges
+    from syncd.engine.sync import LocalChanges, SyncReport
 
 log = logging.getLogger(__name__)
 
@@ -537,6 +537,11 @@ class AccountWorker(threading.Thread):
         )
         self._session_used = time.monotonic()
         self.status.folders = len(report.folders) if folders is None else self.status.folders
+        self._synced(report)
+
+    def _synced(self, report: SyncReport) -> None:
+        """Take in what a sync of the IMAP folders left to do later."""
+        acct = self.account
         errors = [f"{n}: {f.error}" for n, f in report.folders.items() if f.error]
         self.status.last_error = "; ".join(errors) if errors else None
         with self._cond:
@@ -552,7 +557,7 @@ class AccountWorker(threading.Thread):
         for name, fr in report.folders.items():
             if fr.downloaded and acct.on_new_mail:
                 run_hook(acct.on_new_mail, acct.name, name, fr.downloaded)
-            if fr.deferred:
+            if fr.relist:
                 # A reader was busy in the folder: look again once it settles, even if no
                 # further file event comes (a filesystem without inotify, a lost event),
                 # and list it then (what was held back is not among the watch's names).

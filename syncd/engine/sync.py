@@ -74,6 +74,9 @@ class FolderReport:
     server, keywords kept) or once the copy is old enough to be a copy."""
     from_delta: bool = False
     """Planned from the server's changes alone (no local listing, only the pairs touched)."""
+    relist: bool = False
+    """Something was held back or could not be done locally (a reader was busy in the
+    folder): the next sync must list the folder, not trust the file watch's names."""
     skipped: bool = False
     created: str | None = None
     error: str | None = None
@@ -698,6 +701,13 @@ class AccountSync:
             missing = {p.key: p.flags for p in snap.base.values() if p.key not in local}
             if not missing:
                 continue
+            log.debug(
+                "%s: %s: changed while the folders were looked at; %d synced messages not "
+                "found are taken as unchanged this time",
+                self.account.name,
+                snap.name,
+                len(missing),
+            )
             local.update(missing)
             snap.unseen |= missing.keys()
             snap.deferred = True
@@ -883,6 +893,8 @@ class AccountSync:
             fr.from_delta = snaps[name].delta
             fr.planned = plan
             fr.notes.extend(plan.notes)
+            for note in plan.notes:
+                log.debug("%s: %s: %s", self.account.name, name, note)
         self.moves = account_plan.moves
 
     def _hold_copies(self, plans: dict[str, Plan], snaps: dict[str, _Snap]) -> None:
@@ -1309,6 +1321,7 @@ class AccountSync:
             # `syncd sync` trusting the stamp would never look for it.
             stamp = None
         modseq = snap.status_modseq
+        fr.relist = snap.deferred
         if snap.deferred:
             # Something was held back: the next sync must see this folder whole again
             # (a delta since now would hide the server changes it still has to apply).

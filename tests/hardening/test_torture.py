@@ -182,19 +182,24 @@ def test_reader_server_client_and_syncd_at_once(
     daemon: subprocess.Popen[str] | None = None
     try:
         if variant == "daemon":
-            daemon = subprocess.Popen(
-                [sys.executable, "-m", "syncd", "run", "-c", str(account.config)],
-                cwd=REPO,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
+            # Its debug log stays in tmp_path, to read when a seed fails.
+            with (tmp_path / "daemon.log").open("w") as daemon_log:
+                daemon = subprocess.Popen(
+                    [sys.executable, "-m", "syncd", "run", "-v", "-c", str(account.config)],
+                    cwd=REPO,
+                    stdout=daemon_log,
+                    stderr=subprocess.STDOUT,
+                    text=True,
+                )
             while any(a.poll() is None for a in actors):
                 time.sleep(0.2)
             daemon.send_signal(signal.SIGTERM)
-            out, _ = daemon.communicate(timeout=60)
-            assert daemon.returncode == 0, f"{why}: daemon exited {daemon.returncode}\n{out}"
-            assert "Traceback" not in out, f"{why}\n{out}"
+            daemon.wait(timeout=60)
+            out = (tmp_path / "daemon.log").read_text()
+            at = out.find("Traceback") if "Traceback" in out else len(out)
+            tail = out[max(0, at - 10000) :][:20000]  # what led to it
+            assert daemon.returncode == 0, f"{why}: daemon exited {daemon.returncode}\n{tail}"
+            assert "Traceback" not in out, f"{why}\n{tail}"
         else:
             with (tmp_path / "syncs.log").open("w") as trace:
                 while any(a.poll() is None for a in actors):

@@ -18,7 +18,7 @@ import pytest
 
 from syncd.config import parse_config
 from syncd.daemon.supervisor import DEBOUNCE, AccountWorker
-from syncd.engine.sync import LocalChanges
+from syncd.engine.sync import FolderReport, LocalChanges, SyncReport
 from syncd.errors import TransientError
 
 
@@ -32,6 +32,8 @@ class RecordingWorker(AccountWorker):
         """What each sync was told, without its ``settled`` callback (compared by value)."""
         self.fail_next = False
         self.lose_events_in_next = False
+        self.next_report: SyncReport | None = None
+        """What the next sync reports (taken in as a real one's report is)."""
         self.job_done = threading.Condition()
 
     def _sync_imap(self, folders: set[str] | None, watched: LocalChanges | None = None) -> None:
@@ -47,6 +49,9 @@ class RecordingWorker(AccountWorker):
         if self.fail_next:
             self.fail_next = False
             raise TransientError("connection lost")
+        report, self.next_report = self.next_report, None
+        if report is not None:
+            self._synced(report)
 
     def wait_jobs(self, n: int, timeout: float = 10.0) -> list[tuple[float, bool, set[str]]]:
         with self.job_done:
@@ -239,3 +244,20 @@ def test_events_lost_during_the_full_sync_make_the_next_one_full_too(tmp_path: P
     finally:
         w.stop()
         w.join(timeout=10)
+
+
+def test_a_folder_a_reader_kept_busy_is_listed_next(worker: RecordingWorker) -> None:
+    """A sync that held something back (a file renamed or gone while it was applied, or
+    folders that changed while they were looked at) used up the watch's names for it: the
+    next sync must list that folder, or the change would wait for the full check, hours
+    later, and the sync would try the same thing again and again meanwhile."""
+    worker.wait_jobs(1)
+    busy = SyncReport("acct", {"Archive": FolderReport("Archive", relist=True)})
+    busy.folders["INBOX"] = FolderReport("INBOX", flags_local=1)
+    worker.next_report = busy
+    worker.request("INBOX", debounce=True, name="cur/1.a:2,S")
+    worker.request("Archive", debounce=True, name="cur/2.b:2,")
+    worker.wait_jobs(2)
+    jobs = worker.wait_jobs(3)  # no further event: the worker looks again by itself
+    assert jobs[2][1:] == (False, {"Archive"})
+    assert worker.watched[2] == LocalChanges({}, frozenset({"Archive"}), frozenset({"Archive"}))

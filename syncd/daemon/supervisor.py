@@ -12,6 +12,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,10 @@ NOOP_AFTER = 120.0
 """Check a worker's connection with NOOP before use if it sat unused this long."""
 STUCK_AFTER = 900.0
 """A worker that shows no sign of life for this long makes the daemon unhealthy."""
+RECENT_CHANGES = 4096
+"""How many of the latest local changes a worker remembers to tell a sync what moved
+while it looked at the folders; beyond that, every absence is distrusted."""
+
 HOLD_COPIES = 10.0
 """Seconds a fresh copy of a message synced in another folder waits for the original's
 deletion before it is uploaded as a copy (a mail reader's move: copy, then delete)."""
@@ -94,6 +99,9 @@ class AccountWorker(threading.Thread):
         before start, with ``watching``)."""
         self._local_seq = 0
         """Local changes reported so far (under ``_cond``)."""
+        self._recent: deque[tuple[int, str | None]] = deque(maxlen=RECENT_CHANGES)
+        """The latest local changes: (their ``_local_seq``, the file, or None when the
+        change was not one file's), to tell a sync what moved while it looked."""
         self._tracking = False
         """Every local change since the last full sync was reported by the watch, so a
         sync may take the watch's word for what changed instead of listing folders."""
@@ -148,6 +156,7 @@ class AccountWorker(threading.Thread):
                 self._send = True
             elif debounce:
                 self._local_seq += 1
+                self._recent.append((self._local_seq, name))
                 self._folders.add(folder)
                 if name is None:
                     self._unknown.add(folder)
@@ -170,6 +179,7 @@ class AccountWorker(threading.Thread):
             self._all = self._full = True
             self._losses += 1
             self._local_seq += 1
+            self._recent.append((self._local_seq, None))
             self._cond.notify()
 
     def kick(self) -> None:
@@ -298,18 +308,25 @@ class AccountWorker(threading.Thread):
                 if mail_ready:
                     do_all = self._all
                     urgent_folders = self._urgent
+                    local = True
                     if do_all or now >= self._debounce_until:
                         folders = self._urgent | self._folders
                         self._folders = set()
                         self._first_request = None
                     else:
                         # Local changes still settling keep waiting (a burst of renames
-                        # stays one sync); the server's change goes now.
+                        # stays one sync); the server's change goes now. It takes along
+                        # the local changes of its own folders, unless other folders have
+                        # some too: a reader's move shows as a file gone here and one new
+                        # there, and a sync that saw only one half would take the move
+                        # for a deletion (or, with a server change, restore the message).
                         folders = set(self._urgent)
-                        self._folders -= folders
+                        local = not any(f not in folders for f in self._names)
+                        if local:
+                            self._folders -= folders
                     if not do_all:
                         folders |= self._held.keys()
-                    watched = self._take_changes(do_all, folders, urgent_folders, now)
+                    watched = self._take_changes(do_all, folders, urgent_folders, now, local)
                     self._all, self._urgent = False, set()
                     if do_all:
                         self._next_poll = time.monotonic() + self._interval()
@@ -327,21 +344,25 @@ class AccountWorker(threading.Thread):
                 self.heartbeat = time.monotonic()
 
     def _take_changes(
-        self, do_all: bool, folders: set[str], urgent: set[str], now: float
+        self, do_all: bool, folders: set[str], urgent: set[str], now: float, local: bool = True
     ) -> LocalChanges | None:
         """What the file watch saw in the folders about to be synced (under ``_cond``).
 
         None for a full reconciliation: at start, after a reconnect or lost events, and
         every ``full_check_interval``; the folders are listed then, whatever the watch said.
+        Without ``local``, the local changes are left for a later sync: this one syncs the
+        server's changes, taking the local side to be as the last sync left it.
         """
         from syncd.engine.sync import LocalChanges
 
         names = {
-            f: frozenset(self._names.pop(f)) for f in list(self._names) if do_all or f in folders
+            f: frozenset(self._names.pop(f))
+            for f in list(self._names)
+            if local and (do_all or f in folders)
         }
         for f, (_due, held) in self._held.items():
             names[f] = names.get(f, frozenset()) | held
-        unknown = set(self._unknown) if do_all else self._unknown & folders
+        unknown = (set(self._unknown) if do_all else self._unknown & folders) if local else set()
         self._unknown -= unknown
         full = do_all and (self._full or now >= self._next_full)
         if full or not self._tracking:
@@ -350,13 +371,17 @@ class AccountWorker(threading.Thread):
         quiet = frozenset() if do_all else frozenset(folders - urgent)
         seq, fence = self._local_seq, self.fence
 
-        def settled() -> bool:
+        def since() -> list[str] | None:
             if fence is None or not fence():
-                return False
+                return None
             with self._cond:
-                return self._local_seq == seq
+                count = self._local_seq - seq
+                later = [name for n, name in self._recent if n > seq] if count else []
+            if len(later) < count or None in later:
+                return None  # some fell out of the log, or were not one file's change
+            return [name for name in later if name is not None]
 
-        return LocalChanges(names, frozenset(unknown), quiet, settled)
+        return LocalChanges(names, frozenset(unknown), quiet, since)
 
     def _classify(self, exc: BaseException, attempt: int) -> tuple[float, str]:
         """(delay, state) for a failure: never a hot loop, long waits for auth/TLS."""

@@ -151,6 +151,16 @@ def _split(name: str) -> tuple[str, str | None]:
     return key, (info if sep else None)
 
 
+def key_of(rel: str) -> LocalKey | None:
+    """The message key a watched file name (``cur/NAME`` or ``new/NAME``) belongs to; None
+    for a name that is no message file (a dotfile, tmp/, anything else)."""
+    subdir, _, name = rel.partition("/")
+    if subdir not in ("new", "cur") or not name or name.startswith(".") or "/" in name:
+        return None
+    key = name.partition(":")[0]
+    return LocalKey(key) if key else None
+
+
 def _info_letters(info: str | None) -> str:
     """The flag letters of an info string, or "" when it is not the ``2,`` kind."""
     if info is not None and info.startswith("2,"):
@@ -904,13 +914,10 @@ class MaildirFolder:
         tried: set[LocalKey] = set()
         damaged: set[LocalKey] = set()
         for rel in names:
+            key = key_of(rel)
+            if key is None:
+                continue
             subdir, _, name = rel.partition("/")
-            if subdir not in ("new", "cur") or not name or name.startswith(".") or "/" in name:
-                continue
-            key_text = name.partition(":")[0]
-            if not key_text:
-                continue
-            key = LocalKey(key_text)
             tried.add(key)
             try:
                 st = os.lstat(self.path / subdir / name)

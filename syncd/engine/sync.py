@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from syncd.drivers.imap import Fetched, FolderStatus, ImapSession, Listing
-from syncd.drivers.maildir import LocalEntry, MaildirFolder, MaildirStore, UploadFile
+from syncd.drivers.maildir import LocalEntry, MaildirFolder, MaildirStore, UploadFile, key_of
 from syncd.errors import FolderError, MessageError, StoreError, SyncdError, TransientError
 from syncd.model import (
     Fingerprint,
@@ -151,10 +151,12 @@ class LocalChanges:
     server_quiet: frozenset[str] = frozenset()
     """Folders synced for their local changes only: the server's side of the messages not
     touched locally is left to IDLE or the next poll."""
-    settled: Callable[[], bool] | None = None
-    """Whether the watch has reported nothing new since ``names`` were taken, asked after
-    the files were looked at: a file moved meanwhile into a folder whose names were already
-    taken would otherwise look deleted (or, with a server change, be restored)."""
+    since: Callable[[], Collection[str] | None] | None = None
+    """The files (``cur/NAME``, in any folder) the watch reported since ``names`` were
+    taken, asked after the files were looked at, once the watch has caught up; None when
+    that cannot be told. A message whose file went missing and is named there may have
+    been moved meanwhile into a folder whose names were already taken: it would otherwise
+    look deleted (or, with a server change, be restored)."""
 
 
 class _Assumed(dict[LocalKey, LocalEntry]):
@@ -661,7 +663,7 @@ class AccountSync:
         return snap
 
     def _untear(self, snaps: dict[str, _Snap]) -> None:
-        """Distrust every absence when a folder changed after it was listed.
+        """Distrust the absences that a change made while the folders were looked at explains.
 
         Folders are listed one after another. A reader moving a file from a folder not yet
         listed into one already listed hides it from both listings: the first would read
@@ -669,36 +671,40 @@ class AccountSync:
         file lives on in the other. When any listed folder changed before all were
         listed, the synced messages missing from the listings are taken as unchanged this
         time and the folders are listed again next time.
+
+        The daemon knows more: its file watch says which files changed since the sync took
+        the watch's names (before it listed or looked anything up). Only the missing
+        messages among those are held back; their new names reach the next sync. So a
+        reader who keeps working does not hold back every deletion in the folder.
         """
-        torn = False
-        for snap in snaps.values():
-            if snap.scanned is None:
-                continue
-            try:
-                now = self.store.folder(snap.name).dir_state()
-            except OSError:
-                now = None
-            if now != snap.scanned:
-                torn = True
-                break
         watched = self.watched
-        if not torn and watched is not None and watched.settled is not None:
-            # The watch's names lag the files by the time its events take: the same
-            # question for the folders planned from them, asked only when it matters.
-            absent = any(
-                s.delta
-                and s.inputs is not None
-                and any(p.key not in s.inputs[1] for p in s.base.values())
+        suspects: set[LocalKey] | None = None  # None: every absence
+        if watched is not None and watched.since is not None:
+            absent = {
+                p.key
                 for s in snaps.values()
-            )
-            torn = absent and not watched.settled()
-        if not torn:
+                if s.inputs is not None
+                for p in s.base.values()
+                if p.key not in s.inputs[1]
+            }
+            if not absent:
+                return
+            since = watched.since()  # asked only when it matters: it waits for the watch
+            if since is not None:
+                suspects = absent & {k for k in map(key_of, since) if k is not None}
+                if not suspects:
+                    return
+        elif not any(self._changed_since_listed(s) for s in snaps.values()):
             return
         for snap in snaps.values():
             if snap.inputs is None:
                 continue
             remote, local = snap.inputs
-            missing = {p.key: p.flags for p in snap.base.values() if p.key not in local}
+            missing = {
+                p.key: p.flags
+                for p in snap.base.values()
+                if p.key not in local and (suspects is None or p.key in suspects)
+            }
             if not missing:
                 continue
             log.debug(
@@ -712,6 +718,14 @@ class AccountSync:
             snap.unseen |= missing.keys()
             snap.deferred = True
             snap.replan(remote, local, self.policy)
+
+    def _changed_since_listed(self, snap: _Snap) -> bool:
+        if snap.scanned is None:
+            return False
+        try:
+            return self.store.folder(snap.name).dir_state() != snap.scanned
+        except OSError:
+            return True
 
     def _touched(
         self, name: str, fs: FolderState | None, stamp: str | None

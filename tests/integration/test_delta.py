@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -179,6 +180,8 @@ class _Reader:
     def __init__(self, account: Account, rng: random.Random) -> None:
         self.account, self.rng = account, rng
         self.names: dict[str, set[str]] = {}
+        self.made: set[bytes] = set()
+        self.deleted: set[bytes] = set()
 
     def _saw(self, folder: str, path: Path) -> None:
         self.names.setdefault(folder, set()).add(f"{path.parent.name}/{path.name}")
@@ -194,6 +197,7 @@ class _Reader:
                 base = self.account.maildir / folder
                 tmp = base / "tmp" / f"{time.time_ns()}.R{n}.reader"
                 tmp.write_bytes(msg(n).replace(b"\r\n", b"\n"))
+                self.made.add(tmp.read_bytes())
                 dest = base / "new" / tmp.name
                 tmp.rename(dest)
                 self._saw(folder, dest)
@@ -207,6 +211,7 @@ class _Reader:
                 self._saw(folder, path)
                 self._saw(folder, dest)
             elif op == "delete":
+                self.deleted.add(path.read_bytes())
                 path.unlink()
                 self._saw(folder, path)
             else:
@@ -291,3 +296,136 @@ def test_watched_sync_decides_as_a_full_sync_would(account: Account, seed: int) 
     finally:
         session.close()
     assert tracked >= 8, f"the watched path planned only {tracked} folder syncs of 16"
+
+
+class _BusyReader(_Reader):
+    """A reader that also works while a sync runs, as users do: what it does then reaches
+    the next sync's names, and the file watch's fence (``settled``) says so."""
+
+    def __init__(self, account: Account, rng: random.Random) -> None:
+        super().__init__(account, rng)
+        self.log: list[str] = []
+        self.relist: set[str] = set()
+
+    def _saw(self, folder: str, path: Path) -> None:
+        super()._saw(folder, path)
+        self.log.append(f"{path.parent.name}/{path.name}")
+
+    def take(self) -> LocalChanges:
+        names, self.names = self.names, {}
+        relist, self.relist = frozenset(self.relist), set()
+        taken = len(self.log)
+        return LocalChanges(
+            {f: frozenset(v) for f, v in names.items()},
+            relist,
+            since=lambda: self.log[taken:],
+        )
+
+
+@pytest.mark.parametrize("seed", [int(os.environ.get("SYNCD_BUSY_SEED", "21")), 22, 23, 24])
+def test_watched_syncs_converge_while_a_reader_works(
+    account: Account, seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reader renames, deletes, adds and moves files, and another client changes flags,
+    *while* the daemon's syncs look at the folders and apply their plans. Each sync gets
+    what the daemon would give it: the names reported since the last one, the folders the
+    last one asked to list (FolderReport.relist), and the files that changed while it
+    looked. Once everyone stops, two more such syncs must bring the sides together, with
+    every message kept that the reader did not delete and none twice; and a full
+    reconciliation must then find nothing left: nothing may wait for the full check that
+    runs only every few hours."""
+    from syncd.drivers.imap import ImapSession
+    from syncd.engine.sync import AccountSync
+
+    rng = random.Random(seed)
+    server, user = account.server, account.user
+    folders = ["INBOX", "Archive"]
+    server.fill(  # type: ignore[attr-defined]
+        user,
+        {
+            "INBOX": [(msg(i), rng.sample(FLAGS, rng.randint(0, 2))) for i in range(25)],
+            "Archive": [(msg(100 + i), rng.sample(FLAGS, rng.randint(0, 2))) for i in range(10)],
+        },
+    )
+    cfg = load_config(account.write_config())
+    acct = cfg.accounts[0]
+    password = account.user.password  # type: ignore[attr-defined]
+    assert _sync(account).ok
+    start = {path.read_bytes() for f in folders for path in account.local_files(f)}
+    reader = _BusyReader(account, rng)
+    n = 1000
+    other = server.imap(user)  # type: ignore[attr-defined]
+
+    def server_acts() -> None:
+        folder = rng.choice(folders)
+        other.select_folder(folder)
+        uids = other.search("ALL")
+        for uid in rng.sample(uids, min(len(uids), rng.randint(1, 3))):
+            flag = rng.choice([*FLAGS, b"$label1"])
+            (other.add_flags if rng.random() < 0.5 else other.remove_flags)([uid], [flag])
+
+    busy = True
+
+    def meanwhile() -> None:
+        nonlocal n
+        if busy and rng.random() < 0.6:
+            n = reader.act(folders, n)
+        if busy and rng.random() < 0.4:
+            server_acts()
+
+    real_untear, real_apply = AccountSync._untear, AccountSync._apply
+
+    def untear(self: AccountSync, snaps: dict[str, object]) -> None:
+        meanwhile()  # after the folders were looked at, before it is asked if that held
+        real_untear(self, snaps)  # type: ignore[arg-type]
+
+    def apply(self: AccountSync, snap: object, fr: object) -> None:
+        meanwhile()  # between the plan and its execution
+        real_apply(self, snap, fr)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(AccountSync, "_untear", untear)
+    monkeypatch.setattr(AccountSync, "_apply", apply)
+    session = ImapSession(acct.imap, lambda: password)  # type: ignore[arg-type]
+    session.connect()
+
+    def files() -> dict[str, set[str]]:
+        return {f: {f"{p.parent.name}/{p.name}" for p in account.local_files(f)} for f in folders}
+
+    def watched_sync(why: str) -> None:
+        before = files()
+        report = sync_account(
+            acct, cfg.state_dir, lambda: password, session=session, watched=reader.take()
+        )
+        assert report.ok, f"{why}: {report}"
+        reader.relist |= {f for f, fr in report.folders.items() if fr.relist}
+        # The watch reports syncd's own downloads and renames to the next sync too.
+        for folder, names in files().items():
+            reader.names.setdefault(folder, set()).update(names ^ before[folder])
+
+    try:
+        for rnd in range(12):
+            why = f"seed {seed}, round {rnd} (rerun with SYNCD_BUSY_SEED={seed})"
+            n = reader.act(folders, n)
+            server_acts()
+            watched_sync(why)
+        busy = False
+        why = f"seed {seed}, once quiet (rerun with SYNCD_BUSY_SEED={seed})"
+        for _ in range(2):
+            watched_sync(why)
+        for folder in folders:
+            local, remote = _sides_of(account, folder)
+            assert local == remote, f"{why}: {folder} differs"
+    finally:
+        session.close()
+        other.logout()
+    held = Counter(path.read_bytes() for folder in folders for path in account.local_files(folder))
+    assert not [m for m, k in held.items() if k > 1], f"{why}: duplicated"
+    kept = (start | reader.made) - reader.deleted
+    assert kept <= held.keys() <= start | reader.made, f"{why}: lost {kept - held.keys()}"
+    monkeypatch.undo()
+    for folder in folders:
+        _forget_delta_basis(account, folder)
+    check = _sync(account)
+    for folder in folders:
+        fr = check.folders[folder]
+        assert not fr.changed, f"{why}: the full sync still did {folder}: {fr.summary()}"

@@ -29,7 +29,7 @@ class RecordingWorker(AccountWorker):
         super().__init__(*args)  # type: ignore[arg-type]
         self.jobs: list[tuple[float, bool, set[str]]] = []
         self.watched: list[LocalChanges | None] = []
-        """What each sync was told, without its ``settled`` callback (compared by value)."""
+        """What each sync was told, without its ``since`` callback (compared by value)."""
         self.fail_next = False
         self.lose_events_in_next = False
         self.next_report: SyncReport | None = None
@@ -40,7 +40,7 @@ class RecordingWorker(AccountWorker):
         with self.job_done:
             self.jobs.append((time.monotonic(), folders is None, set(folders or ())))
             self.watched.append(
-                None if watched is None else dataclasses.replace(watched, settled=None)
+                None if watched is None else dataclasses.replace(watched, since=None)
             )
             self.job_done.notify_all()
         if self.lose_events_in_next:
@@ -261,3 +261,25 @@ def test_a_folder_a_reader_kept_busy_is_listed_next(worker: RecordingWorker) -> 
     jobs = worker.wait_jobs(3)  # no further event: the worker looks again by itself
     assert jobs[2][1:] == (False, {"Archive"})
     assert worker.watched[2] == LocalChanges({}, frozenset({"Archive"}), frozenset({"Archive"}))
+
+
+def test_a_server_report_leaves_a_move_to_another_folder_for_one_sync(
+    worker: RecordingWorker,
+) -> None:
+    """A reader's move is a file gone in one folder and one new in another. A server report
+    for the first folder while the move settles must not take that folder's half alone: it
+    would look like a deletion (or, as the server changed the message, be downloaded again
+    next to the moved copy). Both halves go to the debounced sync together."""
+    worker.wait_jobs(1)
+    worker.request("Lists/python", debounce=True, name="cur/1.a:2,S")
+    worker.request("Archive", debounce=True, name="cur/1.a:2,S")
+    worker.request("Lists/python")  # IDLE: another client flagged the message
+    jobs = worker.wait_jobs(3)
+    assert jobs[1][1:] == (False, {"Lists/python"})
+    assert worker.watched[1] == LocalChanges({}, frozenset(), frozenset())
+    assert jobs[2][1:] == (False, {"Lists/python", "Archive"})
+    assert worker.watched[2] == LocalChanges(
+        {"Lists/python": frozenset({"cur/1.a:2,S"}), "Archive": frozenset({"cur/1.a:2,S"})},
+        frozenset(),
+        frozenset({"Lists/python", "Archive"}),
+    )

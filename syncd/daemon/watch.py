@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import threading
@@ -13,9 +14,10 @@ log = logging.getLogger(__name__)
 
 _SUBDIRS = ("cur", "new")
 FENCE = ".syncd-fence"
-"""A file made and removed in a watched root: once its event arrives, the events of changes
-made before it have arrived, except a rename that watchdog still holds to pair its two
-halves (its move grouping can let the fence pass first). Known gap, see the issue note."""
+"""Name prefix of a file made and removed in a watched root: once its event arrives, every
+event of a change made before it has arrived too (one inotify queue, reported in order).
+Each fence has a name of its own: the late events of an earlier fence (its removal comes
+after its creation) must not pass for this one's."""
 
 OUTBOX = "\0outbox"
 """The folder name reported for a change in an account's outbox."""
@@ -108,6 +110,7 @@ class Watcher:
         self._started = False
         self._lost_hook: logging.Handler | None = None
         self._fences: dict[str, threading.Event] = {}
+        self._fence_ids = itertools.count()
         if on_lost is not None:
             self._lost_hook = _LostEvents(on_lost)
             logging.getLogger("watchdog.observers").addHandler(self._lost_hook)
@@ -129,7 +132,7 @@ class Watcher:
                     paths.append(dest)
                 for raw in paths:
                     p = Path(raw.decode() if isinstance(raw, bytes) else raw)
-                    if p.name == FENCE:
+                    if p.name.startswith(FENCE):
                         fence = fences.get(str(p))
                         if fence is not None:
                             fence.set()
@@ -161,7 +164,7 @@ class Watcher:
         False when that could not be shown (the fence file could not be made, or its
         event did not come in time): the caller must then distrust the watch.
         """
-        path = root / FENCE
+        path = root / f"{FENCE}.{os.getpid()}.{next(self._fence_ids)}"
         done = threading.Event()
         self._fences[str(path)] = done
         try:

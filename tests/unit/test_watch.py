@@ -109,3 +109,32 @@ def test_reading_mail_is_not_a_change_and_writing_in_place_is(watched) -> None:
         time.sleep(0.1)
         f.write(b"body\n")
     assert seen.wait(lambda s: s.calls.count(("acct", "INBOX", "new/3.c.host")) >= 2)
+
+
+def test_a_fence_returns_after_every_earlier_change_was_reported(tmp_path: Path) -> None:
+    """The daemon trusts a missing file only once a fence has shown that every change made
+    before it was reported. Each fence must wait for its own event: a late event of the
+    previous fence (its removal) once let a fence pass before a rename made just before
+    it was reported (1 in about 200 here), so a moved message looked deleted."""
+    root = tmp_path / "Mail"
+    for folder in ("INBOX", "Archive"):
+        for sub in ("cur", "new", "tmp"):
+            (root / folder / sub).mkdir(parents=True)
+    seen = Seen()
+    watcher = Watcher(seen.on_change)
+    watcher.watch_maildir("acct", root, "verbatim", tmp_path / "outbox")
+    watcher.start()
+    try:
+        for i in range(400):
+            src = root / "INBOX" / "cur" / f"{i}.x:2,S"
+            src.write_bytes(b"Subject: f\n\nx\n")
+            src.rename(root / "Archive" / "cur" / src.name)
+            assert watcher.fence(root)
+            # No waiting: the move's event is already in, both halves.
+            with seen.cond:
+                assert ("acct", "Archive", f"cur/{i}.x:2,S") in seen.calls, i
+                assert ("acct", "INBOX", f"cur/{i}.x:2,S") in seen.calls, i
+        assert not list(root.glob(".syncd-fence*"))
+        assert all(folder in ("INBOX", "Archive") for _, folder, _ in seen.calls)
+    finally:
+        watcher.stop()

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from syncd.config import load_config
+from syncd.config import AccountConfig, Config, load_config
 from syncd.engine import sync_account
 from syncd.engine.sync import LocalChanges, SyncReport
 from syncd.model import Flag, LocalKey, Pair, Policy, Uid
@@ -229,6 +229,22 @@ class _Reader:
         return LocalChanges({f: frozenset(v) for f, v in names.items()})
 
 
+def _two_folders_synced(account: Account, rng: random.Random) -> tuple[Config, AccountConfig, str]:
+    """INBOX (25 messages) and Archive (10) with random flags, synced once: the config,
+    the account and its password."""
+    account.server.fill(  # type: ignore[attr-defined]
+        account.user,
+        {
+            "INBOX": [(msg(i), rng.sample(FLAGS, rng.randint(0, 2))) for i in range(25)],
+            "Archive": [(msg(100 + i), rng.sample(FLAGS, rng.randint(0, 2))) for i in range(10)],
+        },
+    )
+    cfg = load_config(account.write_config())
+    password: str = account.user.password  # type: ignore[attr-defined]
+    assert _sync(account).ok
+    return cfg, cfg.accounts[0], password
+
+
 @pytest.mark.parametrize("seed", [int(os.environ.get("SYNCD_DELTA_SEED", "11")), 12, 13])
 def test_watched_sync_decides_as_a_full_sync_would(account: Account, seed: int) -> None:
     """The daemon's syncs, fed the names a file watch reports and the server's changes, end
@@ -242,17 +258,7 @@ def test_watched_sync_decides_as_a_full_sync_would(account: Account, seed: int) 
     rng = random.Random(seed)
     server, user = account.server, account.user
     folders = ["INBOX", "Archive"]
-    server.fill(  # type: ignore[attr-defined]
-        user,
-        {
-            "INBOX": [(msg(i), rng.sample(FLAGS, rng.randint(0, 2))) for i in range(25)],
-            "Archive": [(msg(100 + i), rng.sample(FLAGS, rng.randint(0, 2))) for i in range(10)],
-        },
-    )
-    cfg = load_config(account.write_config())
-    acct = cfg.accounts[0]
-    password = account.user.password  # type: ignore[attr-defined]
-    assert _sync(account).ok
+    cfg, acct, password = _two_folders_synced(account, rng)
     reader = _Reader(account, rng)
     n = 1000
     session = ImapSession(acct.imap, lambda: password)  # type: ignore[arg-type]
@@ -340,17 +346,7 @@ def test_watched_syncs_converge_while_a_reader_works(
     rng = random.Random(seed)
     server, user = account.server, account.user
     folders = ["INBOX", "Archive"]
-    server.fill(  # type: ignore[attr-defined]
-        user,
-        {
-            "INBOX": [(msg(i), rng.sample(FLAGS, rng.randint(0, 2))) for i in range(25)],
-            "Archive": [(msg(100 + i), rng.sample(FLAGS, rng.randint(0, 2))) for i in range(10)],
-        },
-    )
-    cfg = load_config(account.write_config())
-    acct = cfg.accounts[0]
-    password = account.user.password  # type: ignore[attr-defined]
-    assert _sync(account).ok
+    cfg, acct, password = _two_folders_synced(account, rng)
     start = {path.read_bytes() for f in folders for path in account.local_files(f)}
     reader = _BusyReader(account, rng)
     n = 1000

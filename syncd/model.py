@@ -120,17 +120,21 @@ def fingerprint(raw: bytes) -> Fingerprint:
     end = text.find(b"\n\n")
     header = text if end < 0 else text[: end + 1]
     header = header.rstrip(b"\n")
-    if b"x-tuid:" in header.lower():
+    lowered = header.lower()
+    if any(field in lowered for field in _TOOL_FIELDS):
         header = _without_tool_fields(header)
     import hashlib  # here: loading OpenSSL costs `syncd sendmail` milliseconds at start
 
     return Fingerprint(hashlib.sha256(header).hexdigest()[:32])
 
 
-# Header fields another sync tool adds to its local copy only: mbsync writes an X-TUID line
-# into every message it downloads, which the server's copy never has. Left in, no message
-# of a Maildir filled by mbsync would ever match its server copy.
-_TOOL_FIELDS = (b"x-tuid:",)
+# Header fields a program writes into its own copy of a message, which the server's copy
+# lacks or has otherwise. mbsync writes an X-TUID line into every message it downloads:
+# left in, no message of a Maildir filled by mbsync would match its server copy. mutt's
+# save (`s`, a move to another folder) writes the copy with a Content-Length (and Lines)
+# of its own and rewrites Status/X-Status: left in, the copy would not be known for the
+# message it is, and the move would become an upload and an expunge.
+_TOOL_FIELDS = (b"x-tuid:", b"content-length:", b"lines:", b"status:", b"x-status:")
 
 
 def _without_tool_fields(header: bytes) -> bytes:

@@ -181,3 +181,51 @@ def test_a_flag_set_on_the_server_while_mutt_has_the_message_open(
     else:
         assert letters(account) == "S"
         assert server_flags(dovecot, mail_user) == {b"\\Seen"}
+
+
+def test_saving_to_another_folder_in_mutt_is_one_move_keeping_keywords(
+    mutt_binaries, account, dovecot, mail_user, tmp_path
+):
+    """mutt's `s` (save) writes a copy into the other folder at once and deletes the original
+    only at `$`. The running daemon sees the two halves in separate syncs and must still
+    make them one MOVE on the server, which keeps the message's IMAP keywords (a label set
+    on another client), instead of uploading the copy and expunging the original."""
+    keywords = {b"$label1", b"Work"}
+    dovecot.append(mail_user, "INBOX", msg(1, subject="Invoice"), flags=[b"\\Seen", *keywords])
+    dovecot.append(mail_user, "Archive", msg(2, subject="Older"))
+    daemon = Daemon(account, tmp_path)
+    try:
+        daemon.wait_message("READY=1")
+        wait("the download", lambda: account.local_files("Archive"), 15, daemon.text)
+        mutt = Mutt(tmp_path, account.maildir, "set delete = yes\nset confirmappend = no\n")
+        try:
+            wait(
+                "mutt's index",
+                lambda: mutt.in_index() and SUBJECT in mutt.screen(),
+                15,
+                mutt.screen,
+            )
+            mutt.keys("s")
+            wait("the save prompt", lambda: "Save to mailbox" in mutt.status(), 15, mutt.screen)
+            mutt.keys("C-u", "=Archive", "Enter")
+            wait("mutt's copy", lambda: len(account.local_files("Archive")) == 2, 15, mutt.screen)
+            time.sleep(1.5)  # the daemon syncs the copy alone (its debounce is at most 1 s)
+            mutt.keys("$")
+            wait("mutt's deletion", lambda: not account.local_files("INBOX"), 15, mutt.screen)
+            mutt.keys("q")
+            wait("mutt to quit", lambda: not mutt.running(), 15, mutt.screen)
+        finally:
+            mutt.close()
+
+        def moved() -> bool:
+            archive = dovecot.messages(mail_user, "Archive")
+            return not dovecot.messages(mail_user, "INBOX") and len(archive) == 2
+
+        wait("the daemon's move", moved, 20, daemon.text)
+    finally:
+        daemon.stop()
+    (kept,) = [f for raw, f in dovecot.messages(mail_user, "Archive").values() if b"Invoice" in raw]
+    log = daemon.text()
+    assert keywords <= kept, f"the move lost the keywords: {kept}\n{log}"
+    assert "1 moved" in log, log
+    assert "uploaded" not in log and "deleted on server" not in log, log

@@ -1129,6 +1129,19 @@ def test_fingerprint_ignores_the_x_tuid_mbsync_adds():
     assert fingerprint(b"From: a@b\nSubject: other\n\n") != fingerprint(server)
 
 
+def test_fingerprint_ignores_the_fields_mutt_rewrites_in_a_saved_copy():
+    """mutt's save writes the copy with its own Content-Length (and Lines), and rewrites
+    Status/X-Status: the copy is still the same message, or a move becomes an upload."""
+    server = b"From: a@b\r\nSubject: hi\r\nMessage-ID: <1@b>\r\nStatus: O\r\n\r\nbody\r\n"
+    saved = b"From: a@b\nSubject: hi\nMessage-ID: <1@b>\nContent-Length: 5\nLines: 1\n\nbody\n"
+    marked = b"From: a@b\nSubject: hi\nMessage-ID: <1@b>\nStatus: RO\nX-Status: F\n\nbody\n"
+    assert fingerprint(saved) == fingerprint(server) == fingerprint(marked)
+    # Only whole fields go: a Subject that mentions them is still part of the message.
+    assert fingerprint(b"From: a@b\nSubject: status: 2 lines:\n\n") != fingerprint(
+        b"From: a@b\nSubject: other\n\n"
+    )
+
+
 # -- OAuth2 (issue 15): each import says which mapping it chose ---------------------------------
 
 

@@ -6,6 +6,7 @@ import itertools
 import logging
 import os
 import threading
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,10 @@ class Watcher:
     ) -> None:
         from watchdog.observers import Observer
 
+        # A folder syncd creates gets its watch added twice (by the creation event and by
+        # watchdog's own walk of the new tree), and watchdog warns about that on stderr,
+        # a screenful in the journal at the first start. Nothing is wrong: hush it.
+        warnings.filterwarnings("ignore", "Callback with id", RuntimeWarning, r"watchdog\.")
         self._on_change = on_change
         self._observer: Any = Observer()
         self._started = False

@@ -320,3 +320,17 @@ def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def test_the_first_start_writes_no_python_warnings(account, dovecot, mail_user, tmp_path):
+    """The first start creates the local folders while the file watch runs; watchdog used to
+    print a RuntimeWarning per new folder's doubled watch, a screenful in the journal."""
+    for folder in ("Archive", "Lists/python", "Sent"):
+        dovecot.append(mail_user, folder, msg(len(folder)))
+    d = Daemon(account, tmp_path)
+    try:
+        d.wait_message("READY=1")
+        assert wait_for(lambda: files_with(account, lf(msg(len("Sent"))), "Sent")), d.text()
+    finally:
+        assert d.stop() == 0
+    assert "Warning" not in d.text(), d.text()
